@@ -1,0 +1,136 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::scope::Scope;
+use super::service::{BearerAuth, Config};
+use crate::cache::KeyCache;
+use crate::rotation::{KeyHandle, RotationEvent};
+use crate::KeySource;
+
+/// Adds `Authorization: Bearer <key>` to every request, with the key from a [`KeySource`].
+///
+/// The key is loaded on first use and cached; it is refreshed ahead of its refresh hint, reloaded
+/// once when the server answers 401 (and the request replayed once with the new key), and the
+/// hooks set with [`on_rotate`](BearerAuthLayer::on_rotate) hear of every change.
+///
+/// Every service this layer makes, and every [`KeyHandle`], share one key cache. Clones of the
+/// layer share it too; build a new layer for an independent cache.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::{BearerAuthLayer, EnvKeySource};
+///
+/// let layer = BearerAuthLayer::new(EnvKeySource::new("AZERION_API_KEY"))
+///     .restrict_to_hosts(["api.azerion.ai"])
+///     .load_timeout(Duration::from_secs(2))
+///     .on_rotate(|event| println!("{event}"));
+/// ```
+#[derive(Clone)]
+pub struct BearerAuthLayer {
+    cache: Arc<KeyCache>,
+    config: Arc<Config>,
+}
+
+impl BearerAuthLayer {
+    /// A layer whose key comes from `source`.
+    pub fn new(source: impl KeySource) -> Self {
+        BearerAuthLayer {
+            cache: KeyCache::new(Box::new(source)),
+            config: Arc::new(Config {
+                scope: Scope::default(),
+                override_existing: false,
+                retry_on_unauthorized: true,
+            }),
+        }
+    }
+
+    /// Sends the key only to these hosts; a request for any other host fails with a
+    /// [`ScopeError`](crate::ScopeError) naming it, and nothing is sent.
+    ///
+    /// Hosts match case-insensitively, any port. `*.example.com` matches every subdomain of
+    /// `example.com` (not `example.com` itself). A request in origin form (no authority in
+    /// its URI) is checked against its `Host` header; with neither it is refused.
+    pub fn restrict_to_hosts<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        hosts: I,
+    ) -> Self {
+        Arc::make_mut(&mut self.config).scope.restrict_to(hosts);
+        self
+    }
+
+    /// Allows sending the key over plain `http://` to hosts that are not loopback.
+    ///
+    /// Off by default: the key would cross the network in clear text. Loopback hosts
+    /// (127.0.0.0/8, `::1`, `localhost`) are always allowed.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        Arc::make_mut(&mut self.config).scope.allow_insecure_http = allow;
+        self
+    }
+
+    /// Replaces an `Authorization` header the caller set on the request.
+    ///
+    /// Off by default: a request that carries its own `Authorization` header is sent as it is,
+    /// and a 401 to it is not the layer's business (no reload, no replay).
+    pub fn override_existing(mut self, yes: bool) -> Self {
+        Arc::make_mut(&mut self.config).override_existing = yes;
+        self
+    }
+
+    /// Replays a request once with the new key after a 401 (on by default).
+    ///
+    /// Off, a 401 still reloads the key for later requests, but the 401 goes back to the caller.
+    /// See [`ReplayableBody`](crate::ReplayableBody) for which bodies can be replayed.
+    pub fn retry_on_unauthorized(mut self, yes: bool) -> Self {
+        Arc::make_mut(&mut self.config).retry_on_unauthorized = yes;
+        self
+    }
+
+    /// Calls `hook` each time the cached key changes, with fingerprints only.
+    ///
+    /// Hooks run on the task that loaded the key; keep them quick. A panicking hook is caught
+    /// and logged. Several hooks may be set; they run in order.
+    pub fn on_rotate(self, hook: impl Fn(&RotationEvent) + Send + Sync + 'static) -> Self {
+        if let Ok(mut settings) = self.cache.settings.write() {
+            settings.hooks.push(Arc::new(hook));
+        }
+        self
+    }
+
+    /// Bounds each load from the source (default 5 s). Requests waiting on a load that times
+    /// out fail with a [`KeyError`](crate::KeyError) of kind `Timeout`; a cached key, if any,
+    /// stays in use.
+    pub fn load_timeout(self, timeout: Duration) -> Self {
+        if let Ok(mut settings) = self.cache.settings.write() {
+            settings.load_timeout = timeout;
+        }
+        self
+    }
+
+    /// A handle on the key cache this layer's services share, to rotate by hand or read the
+    /// current fingerprint.
+    pub fn handle(&self) -> KeyHandle {
+        KeyHandle {
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for BearerAuthLayer {
+    type Service = BearerAuth<S>;
+
+    fn layer(&self, inner: S) -> BearerAuth<S> {
+        BearerAuth::new(inner, self.cache.clone(), self.config.clone())
+    }
+}
+
+impl fmt::Debug for BearerAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerAuthLayer")
+            .field("cache", &self.cache)
+            .field("config", &self.config)
+            .finish()
+    }
+}

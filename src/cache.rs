@@ -1,0 +1,347 @@
+//! The key cache one layer shares with all its services and handles.
+//!
+//! Reads are lock-free: services compare one atomic counter (`epoch`) with the copy they hold and
+//! only look further when it moved. Every load goes through one async mutex (single flight), and
+//! each path re-checks after taking it whether the load it wanted already happened.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use tokio::time::Instant;
+
+use crate::rotation::{RotateHook, RotationEvent, RotationReason};
+use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
+
+/// Default bound on one `KeySource::load`.
+pub(crate) const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The key in use, as one immutable snapshot.
+pub(crate) struct Current {
+    pub(crate) key: ApiKey,
+    /// Bumped each time the secret changes; a 401 names the generation it was sent with.
+    pub(crate) generation: u64,
+    /// When the next refresh is due (refresh-ahead point, or the end of a backoff).
+    pub(crate) refresh_at: Option<Instant>,
+    /// No timer could be armed (no tokio runtime): services must check the clock themselves.
+    pub(crate) needs_clock: bool,
+}
+
+impl Current {
+    pub(crate) fn is_due(&self, now: Instant) -> bool {
+        self.refresh_at.is_some_and(|at| now >= at)
+    }
+}
+
+pub(crate) struct Settings {
+    pub(crate) hooks: Vec<RotateHook>,
+    pub(crate) load_timeout: Duration,
+}
+
+pub(crate) struct KeyCache {
+    /// For the refresh timers, which must not keep the cache alive.
+    me: Weak<KeyCache>,
+    source: Box<dyn KeySource>,
+    current: ArcSwapOption<Current>,
+    /// Moves whenever `current` is replaced or becomes due. Services hold the value they saw.
+    epoch: AtomicU64,
+    /// Counts finished loads, so a waiter can tell that the load it queued for has happened.
+    loads: AtomicU64,
+    /// A request is already driving a refresh: others keep using the current key.
+    refreshing: AtomicBool,
+    flight: tokio::sync::Mutex<Flight>,
+    pub(crate) settings: RwLock<Settings>,
+}
+
+#[derive(Default)]
+struct Flight {
+    last_error: Option<KeyError>,
+    /// Consecutive loads that failed or brought back a rejected key.
+    failures: u32,
+    /// A 401 reload brought back the same key: no new reload for this generation before then.
+    rejected_retry_at: Option<(u64, Instant)>,
+}
+
+impl KeyCache {
+    pub(crate) fn new(source: Box<dyn KeySource>) -> Arc<KeyCache> {
+        Arc::new_cyclic(|me| KeyCache {
+            me: me.clone(),
+            source,
+            current: ArcSwapOption::const_empty(),
+            epoch: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+            flight: tokio::sync::Mutex::new(Flight::default()),
+            settings: RwLock::new(Settings {
+                hooks: Vec::new(),
+                load_timeout: DEFAULT_LOAD_TIMEOUT,
+            }),
+        })
+    }
+
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn current(&self) -> Option<Arc<Current>> {
+        self.current.load_full()
+    }
+
+    /// Claims the right to drive a due refresh. The winner must run [`KeyCache::refresh`],
+    /// which gives the claim back however it ends.
+    pub(crate) fn claim_refresh(&self) -> bool {
+        !self.refreshing.swap(true, Ordering::AcqRel)
+    }
+
+    /// First load: single flight, errors shared with everyone who waited.
+    pub(crate) async fn load_first(self: Arc<Self>) -> Result<Arc<Current>, KeyError> {
+        let ticket = self.loads.load(Ordering::Acquire);
+        let mut flight = self.flight.lock().await;
+        if let Some(cur) = self.current() {
+            return Ok(cur);
+        }
+        if self.loads.load(Ordering::Acquire) != ticket {
+            if let Some(err) = &flight.last_error {
+                return Err(err.clone());
+            }
+        }
+        match self.load_once().await {
+            Ok(key) => Ok(self.install(&mut flight, key, RotationReason::Initial)),
+            Err(err) => {
+                flight.last_error = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// A due refresh, driven by the request that claimed it. Never fails while a key exists:
+    /// a failed refresh keeps the old key and backs off.
+    pub(crate) async fn refresh(self: Arc<Self>) -> Result<Arc<Current>, KeyError> {
+        let _claim = ClaimGuard(&self.refreshing);
+        let mut flight = self.flight.lock().await;
+        let Some(cur) = self.current() else {
+            drop(flight);
+            return self.clone().load_first().await;
+        };
+        if !cur.is_due(Instant::now()) {
+            return Ok(cur);
+        }
+        match self.load_once().await {
+            Ok(key) => Ok(self.install(&mut flight, key, RotationReason::Refresh)),
+            Err(err) => {
+                let delay = self.back_off(&mut flight, &err);
+                tracing::warn!(
+                    fingerprint = cur.key.fingerprint(),
+                    error = %err,
+                    retry_in = ?delay,
+                    "key refresh failed; still using the current key"
+                );
+                Ok(self.store(Current {
+                    key: cur.key.clone(),
+                    generation: cur.generation,
+                    refresh_at: Some(Instant::now() + delay),
+                    needs_clock: false,
+                }))
+            }
+        }
+    }
+
+    /// The server answered 401 to the key of `generation`. Reloads once for all requests that
+    /// got a 401 with that key; returns the key to use now.
+    pub(crate) async fn reject(self: Arc<Self>, generation: u64) -> Result<Arc<Current>, KeyError> {
+        let ticket = self.loads.load(Ordering::Acquire);
+        let mut flight = self.flight.lock().await;
+        let cur = self.current();
+        if let Some(cur) = &cur {
+            if cur.generation != generation {
+                return Ok(cur.clone()); // a newer key is already here
+            }
+            tracing::debug!(fingerprint = cur.key.fingerprint(), "key rejected with 401");
+        }
+        if self.loads.load(Ordering::Acquire) != ticket {
+            // A load for this very key finished while we waited: share its outcome.
+            return match (&flight.last_error, cur) {
+                (Some(err), _) => Err(err.clone()),
+                (None, Some(cur)) => Ok(cur),
+                (None, None) => Err(KeyError::new(KeyErrorKind::Other, "no key loaded")),
+            };
+        }
+        if let (Some((gen, until)), Some(cur)) = (flight.rejected_retry_at, &cur) {
+            if gen == generation && Instant::now() < until {
+                return Ok(cur.clone()); // the source gave this key back lately: no storm
+            }
+        }
+        match self.load_once().await {
+            Ok(key) => {
+                let same = cur.as_ref().is_some_and(|c| c.key.same_secret(&key));
+                let installed = self.install(&mut flight, key, RotationReason::Rejected);
+                if same {
+                    let delay = backoff(flight.failures);
+                    flight.failures = flight.failures.saturating_add(1);
+                    flight.rejected_retry_at = Some((generation, Instant::now() + delay));
+                    tracing::warn!(
+                        fingerprint = installed.key.fingerprint(),
+                        "the server rejected the key and the source gave the same key back"
+                    );
+                }
+                Ok(installed)
+            }
+            Err(err) => {
+                let delay = self.back_off(&mut flight, &err);
+                flight.rejected_retry_at = Some((generation, Instant::now() + delay));
+                tracing::warn!(error = %err, "reloading the rejected key failed");
+                Err(err)
+            }
+        }
+    }
+
+    /// A manual rotation: loads now, whatever the state.
+    pub(crate) async fn rotate(self: Arc<Self>) -> Result<Arc<Current>, KeyError> {
+        let mut flight = self.flight.lock().await;
+        let key = self.load_once().await.inspect_err(|err| {
+            flight.last_error = Some(err.clone());
+        })?;
+        Ok(self.install(&mut flight, key, RotationReason::Manual))
+    }
+
+    async fn load_once(&self) -> Result<ApiKey, KeyError> {
+        let timeout = self
+            .settings
+            .read()
+            .map_or(DEFAULT_LOAD_TIMEOUT, |s| s.load_timeout);
+        let result = match tokio::time::timeout(timeout, self.source.load()).await {
+            Ok(result) => result,
+            Err(_) => Err(KeyError::new(
+                KeyErrorKind::Timeout,
+                format!("loading the key took longer than {timeout:?}"),
+            )),
+        };
+        self.loads.fetch_add(1, Ordering::AcqRel);
+        tracing::debug!(ok = result.is_ok(), "key source loaded");
+        result
+    }
+
+    fn back_off(&self, flight: &mut Flight, err: &KeyError) -> Duration {
+        flight.last_error = Some(err.clone());
+        let delay = backoff(flight.failures);
+        flight.failures = flight.failures.saturating_add(1);
+        delay
+    }
+
+    /// Makes `key` current; reports a rotation when the secret changed.
+    fn install(&self, flight: &mut Flight, key: ApiKey, reason: RotationReason) -> Arc<Current> {
+        flight.last_error = None;
+        let old = self.current();
+        let changed = old.as_ref().map_or(true, |o| !o.key.same_secret(&key));
+        if changed {
+            flight.failures = 0;
+            flight.rejected_retry_at = None;
+        }
+        let generation = match &old {
+            Some(o) if !changed => o.generation,
+            Some(o) => o.generation + 1,
+            None => 1,
+        };
+        let refresh_at = key
+            .refresh_hint()
+            .map(|ttl| Instant::now() + refresh_ahead(ttl));
+        let installed = self.store(Current {
+            key,
+            generation,
+            refresh_at,
+            needs_clock: false,
+        });
+        if changed {
+            let event = RotationEvent::new(
+                reason,
+                old.map(|o| o.key.fingerprint().to_owned()),
+                installed.key.fingerprint().to_owned(),
+            );
+            tracing::info!(
+                reason = ?reason,
+                old = event.old_fingerprint(),
+                new = event.new_fingerprint(),
+                "API key rotated"
+            );
+            self.run_hooks(&event);
+        }
+        installed
+    }
+
+    /// Publishes a snapshot and arms the timer that marks it due.
+    fn store(&self, mut current: Current) -> Arc<Current> {
+        let timer = current.refresh_at.and_then(|at| {
+            let handle = tokio::runtime::Handle::try_current().ok();
+            current.needs_clock = handle.is_none();
+            handle.map(|h| (h, at))
+        });
+        let current = Arc::new(current);
+        self.current.store(Some(current.clone()));
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some((handle, at)) = timer {
+            let weak = self.me.clone();
+            handle.spawn(async move {
+                tokio::time::sleep_until(at).await;
+                if let Some(cache) = weak.upgrade() {
+                    cache.epoch.fetch_add(1, Ordering::AcqRel);
+                }
+            });
+        }
+        current
+    }
+
+    fn run_hooks(&self, event: &RotationEvent) {
+        let hooks = match self.settings.read() {
+            Ok(s) => s.hooks.clone(),
+            Err(_) => return,
+        };
+        for hook in hooks {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
+            if ran.is_err() {
+                tracing::error!("an on_rotate hook panicked; the rotation itself went through");
+            }
+        }
+    }
+}
+
+/// Gives back a refresh claim, even when the refreshing request is dropped mid-load.
+struct ClaimGuard<'a>(&'a AtomicBool);
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Jittered exponential backoff: 0.5 s, 1 s, 2 s … up to 30 s, each ±20%.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    let base = BACKOFF_MIN
+        .saturating_mul(1u32 << failures.min(16))
+        .min(BACKOFF_MAX);
+    base.mul_f64(0.8 + 0.4 * fastrand::f64())
+}
+
+/// When to start refreshing a key good for `ttl`: somewhere in the last tenth of it.
+fn refresh_ahead(ttl: Duration) -> Duration {
+    ttl.mul_f64(0.9 + 0.1 * fastrand::f64())
+}
+
+impl fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cur = self.current();
+        f.debug_struct("KeyCache")
+            .field("fingerprint", &cur.as_ref().map(|c| c.key.fingerprint()))
+            .field("generation", &cur.as_ref().map(|c| c.generation))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A load in flight, as a request's response future holds it (slow path only).
+pub(crate) type LoadFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Arc<Current>, KeyError>> + Send + 'static>,
+>;

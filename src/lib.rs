@@ -1,0 +1,77 @@
+//! Tower middleware that puts `Authorization: Bearer <key>` on every request, with the key from
+//! a source you choose (an environment variable, a file, HashiCorp Vault, your own), kept fresh,
+//! rotated when the server rejects it, and never leaked.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Empty};
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_bearer::azerion;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), tower::BoxError> {
+//! # let https = hyper_util::client::legacy::connect::HttpConnector::new();
+//! let client = ServiceBuilder::new()
+//!     .layer(azerion::layer()) // key from AZERION_API_KEY, sent to api.azerion.ai only
+//!     .service(Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(https));
+//!
+//! let request = http::Request::get(format!("{}/models", azerion::BASE_URL)).body(Empty::new())?;
+//! let response = client.oneshot(request).await?;
+//! println!("{}", response.into_body().collect().await?.to_bytes().len());
+//! # Ok(()) }
+//! ```
+//!
+//! # How a request flows
+//!
+//! 1. `poll_ready` forwards to the inner service.
+//! 2. `call` reads the cached key: one atomic load and a clone of this service's own copy of
+//!    the header value; no lock, no allocation. The source is asked only when there is no key
+//!    yet or its refresh hint is near, and then by one caller at a time: the others wait on
+//!    that load (first use) or keep the current key (refresh).
+//! 3. The header is inserted, marked sensitive. A caller's own `Authorization` header wins
+//!    unless [`BearerAuthLayer::override_existing`] is set.
+//! 4. A 401: the key that was sent is marked rejected and reloaded once, however many requests
+//!    got the 401; if the source has a new key and the body can be sent again (see
+//!    [`ReplayableBody`]), the request is replayed once with it.
+//! 5. The response goes back unchanged.
+//!
+//! # Security
+//!
+//! The key goes only to the hosts set with [`BearerAuthLayer::restrict_to_hosts`] (the
+//! [`azerion`] presets scope to `api.azerion.ai`), never over plain `http://` to a host that is
+//! not loopback unless [`BearerAuthLayer::allow_insecure_http`] says so, and never into a log, a
+//! `Debug` string, an error message or a panic message: those show the key's
+//! [fingerprint](ApiKey::fingerprint) at most.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `env`   | yes     | [`EnvKeySource`] and [`azerion::layer`] |
+//! | `file`  | yes     | [`FileKeySource`] |
+//! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2, token, AppRole, Kubernetes) |
+//! | `full`  | no      | all of the above |
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod auth;
+pub mod azerion;
+mod cache;
+mod key;
+mod replay;
+mod rotation;
+pub mod source;
+
+pub use auth::{BearerAuth, BearerAuthLayer, ResponseFuture, ScopeError};
+pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};
+pub use replay::{ReplayableBody, DEFAULT_REPLAY_CAP};
+pub use rotation::{KeyHandle, RotationEvent, RotationReason};
+#[cfg(feature = "env")]
+#[cfg_attr(docsrs, doc(cfg(feature = "env")))]
+pub use source::EnvKeySource;
+#[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
+pub use source::FileKeySource;
+pub use source::{KeyFuture, KeySource, StaticKey};

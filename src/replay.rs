@@ -1,0 +1,336 @@
+//! Request replay, shared by the 401 retry and the transient retry policy.
+//!
+//! A request can be sent again when its body can be had again:
+//!
+//! - **In-memory bodies** — `Full<Bytes>`, `Empty<Bytes>` and `String` — are cloned. For
+//!   `Full<Bytes>` that is a reference count, not a copy of the data, whatever the size.
+//! - **Streaming bodies** wrapped in [`ReplayableBody`] keep the frames they send, up to a cap
+//!   (64 KiB by default). A body that was sent in full within the cap is replayed from those
+//!   frames; a bigger one, or one the server answered before it was sent in full, is not.
+//! - **Any other body** is not replayed: the response goes back as it came.
+//!
+//! The head (method, URI, headers, extensions) is cloned before the `Authorization` header is
+//! added. A request with no headers of its own costs no allocation for it.
+
+use std::any::Any;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, Request};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use tower::BoxError;
+
+/// Default number of body bytes a [`ReplayableBody`] keeps for a replay.
+pub const DEFAULT_REPLAY_CAP: usize = 64 * 1024;
+
+/// Clones `req` for a later replay, if its body can be had again. See the module docs.
+pub(crate) fn try_clone_request<B: 'static>(req: &Request<B>) -> Option<Request<B>> {
+    let body = try_clone_body(req.body())?;
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    Some(copy)
+}
+
+/// Whether a copy made by [`try_clone_request`] can be sent now. Only a [`ReplayableBody`]
+/// can say no: its original may have outgrown the cap or not been sent in full.
+pub(crate) fn can_replay<B: 'static>(copy: &Request<B>) -> bool {
+    match (copy.body() as &dyn Any).downcast_ref::<ReplayableBody>() {
+        Some(body) => body.can_replay(),
+        None => true,
+    }
+}
+
+fn try_clone_body<B: 'static>(body: &B) -> Option<B> {
+    // The type tests are constants after monomorphization: no cost for other body types.
+    let any = body as &dyn Any;
+    if let Some(b) = any.downcast_ref::<Full<Bytes>>() {
+        return cast(b.clone());
+    }
+    if let Some(b) = any.downcast_ref::<Empty<Bytes>>() {
+        return cast(*b);
+    }
+    if let Some(b) = any.downcast_ref::<String>() {
+        return cast(b.clone());
+    }
+    if let Some(b) = any.downcast_ref::<ReplayableBody>() {
+        return cast(b.replay_handle());
+    }
+    None
+}
+
+/// Turns a `T` into a `U` known to be the same type, without boxing.
+fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {
+    let mut slot = Some(value);
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<U>>()
+        .and_then(Option::take)
+}
+
+/// A streaming request body that can be replayed once it has been sent, if it was small enough.
+///
+/// Wrap a streaming body (an incoming request being proxied, a channel) in it when the request
+/// should survive a 401 replay or a transient retry. It keeps each frame it sends (by reference
+/// count for `Bytes` frames) until the cap; past the cap it drops what it kept and the request
+/// is not replayed. In-memory bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) need no wrapper.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use tower_bearer::ReplayableBody;
+///
+/// # tokio_test_block_on(async {
+/// let body = ReplayableBody::new(Full::new(Bytes::from_static(b"{\"model\":\"x\"}")));
+/// let collected = body.collect().await.unwrap().to_bytes();
+/// assert_eq!(collected, "{\"model\":\"x\"}");
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+pub struct ReplayableBody {
+    state: State,
+}
+
+enum State {
+    /// The original, streaming and recording.
+    Recording {
+        inner: UnsyncBoxBody<Bytes, BoxError>,
+        tape: Arc<Mutex<Tape>>,
+    },
+    /// A replay, playing back a finished tape.
+    Replaying { tape: Arc<Mutex<Tape>>, next: usize },
+}
+
+struct Tape {
+    frames: Vec<Bytes>,
+    trailers: Option<HeaderMap>,
+    len: usize,
+    cap: usize,
+    /// The original went past the cap: nothing is kept.
+    overflowed: bool,
+    /// The original reached its end.
+    complete: bool,
+}
+
+impl ReplayableBody {
+    /// Wraps `body`, keeping up to 64 KiB for a replay.
+    pub fn new<B>(body: B) -> ReplayableBody
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        ReplayableBody::with_cap(body, DEFAULT_REPLAY_CAP)
+    }
+
+    /// Wraps `body`, keeping up to `cap` bytes for a replay.
+    pub fn with_cap<B>(body: B, cap: usize) -> ReplayableBody
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let inner = body
+            .map_frame(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+            .map_err(Into::into)
+            .boxed_unsync();
+        ReplayableBody {
+            state: State::Recording {
+                inner,
+                tape: Arc::new(Mutex::new(Tape {
+                    frames: Vec::new(),
+                    trailers: None,
+                    len: 0,
+                    cap,
+                    overflowed: false,
+                    complete: false,
+                })),
+            },
+        }
+    }
+
+    fn tape(&self) -> &Arc<Mutex<Tape>> {
+        match &self.state {
+            State::Recording { tape, .. } | State::Replaying { tape, .. } => tape,
+        }
+    }
+
+    fn replay_handle(&self) -> ReplayableBody {
+        ReplayableBody {
+            state: State::Replaying {
+                tape: self.tape().clone(),
+                next: 0,
+            },
+        }
+    }
+
+    fn can_replay(&self) -> bool {
+        let tape = lock(self.tape());
+        tape.complete && !tape.overflowed
+    }
+}
+
+fn lock(tape: &Mutex<Tape>) -> std::sync::MutexGuard<'_, Tape> {
+    // A panic while holding the lock cannot leave the tape half-written in a way that matters:
+    // `complete` is set last.
+    tape.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Body for ReplayableBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.state {
+            State::Recording { inner, tape } => {
+                let polled = Pin::new(inner).poll_frame(cx);
+                let mut tape = lock(tape);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => tape.record(frame),
+                    Poll::Ready(None) => tape.complete = true,
+                    _ => {}
+                }
+                polled
+            }
+            State::Replaying { tape, next } => {
+                let tape = lock(tape);
+                if !tape.complete || tape.overflowed {
+                    return Poll::Ready(Some(Err(
+                        "the request body cannot be replayed: it was not kept in full".into(),
+                    )));
+                }
+                let i = *next;
+                *next += 1;
+                Poll::Ready(match tape.frames.get(i) {
+                    Some(data) => Some(Ok(Frame::data(data.clone()))),
+                    None if i == tape.frames.len() => {
+                        tape.trailers.clone().map(|t| Ok(Frame::trailers(t)))
+                    }
+                    None => None,
+                })
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.state {
+            State::Recording { inner, .. } => inner.is_end_stream(),
+            State::Replaying { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.state {
+            State::Recording { inner, .. } => inner.size_hint(),
+            State::Replaying { tape, .. } => {
+                let tape = lock(tape);
+                if tape.complete && !tape.overflowed {
+                    SizeHint::with_exact(tape.len as u64)
+                } else {
+                    SizeHint::default()
+                }
+            }
+        }
+    }
+}
+
+impl Tape {
+    fn record(&mut self, frame: &Frame<Bytes>) {
+        if self.overflowed {
+            return;
+        }
+        if let Some(data) = frame.data_ref() {
+            self.len += data.len();
+            if self.len > self.cap {
+                self.overflowed = true;
+                self.frames = Vec::new();
+                return;
+            }
+            self.frames.push(data.clone());
+        } else if let Some(trailers) = frame.trailers_ref() {
+            self.trailers = Some(trailers.clone());
+        }
+    }
+}
+
+impl fmt::Debug for ReplayableBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tape = lock(self.tape());
+        f.debug_struct("ReplayableBody")
+            .field("replaying", &matches!(self.state, State::Replaying { .. }))
+            .field("kept_bytes", &tape.len)
+            .field("cap", &tape.cap)
+            .field("complete", &tape.complete)
+            .field("overflowed", &tape.overflowed)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::StreamBody;
+
+    fn stream(chunks: &[&'static [u8]]) -> ReplayableBody {
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c))))
+            .collect();
+        ReplayableBody::with_cap(StreamBody::new(futures_util::stream::iter(frames)), 8)
+    }
+
+    #[tokio::test]
+    async fn replays_a_small_stream_after_it_was_sent() {
+        let req = Request::new(stream(&[b"ab", b"cd"]));
+        let copy = try_clone_request(&req).unwrap();
+        assert!(!can_replay(&copy), "nothing sent yet");
+        let sent = req.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(sent, "abcd");
+        assert!(can_replay(&copy));
+        let again = copy.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(again, "abcd");
+    }
+
+    #[tokio::test]
+    async fn refuses_a_stream_over_the_cap() {
+        let req = Request::new(stream(&[b"abcdef", b"ghijkl"]));
+        let copy = try_clone_request(&req).unwrap();
+        let sent = req.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(sent.len(), 12, "the original is sent whole");
+        assert!(!can_replay(&copy));
+    }
+
+    #[test]
+    fn clones_in_memory_bodies_without_copying() {
+        let data = Bytes::from(vec![7u8; 1 << 20]);
+        let req = Request::builder()
+            .method("POST")
+            .uri("https://api.example/v1/x")
+            .header("x-a", "1")
+            .body(Full::new(data.clone()))
+            .unwrap();
+        let copy = try_clone_request(&req).unwrap();
+        assert_eq!(copy.method(), "POST");
+        assert_eq!(copy.uri(), req.uri());
+        assert_eq!(copy.headers()["x-a"], "1");
+        assert!(can_replay(&copy));
+        assert!(try_clone_request(&Request::new(String::from("s"))).is_some());
+        assert!(try_clone_request(&Request::new(Empty::<Bytes>::new())).is_some());
+    }
+
+    #[test]
+    fn other_bodies_are_not_cloned() {
+        let body = Full::new(Bytes::new()).boxed_unsync();
+        assert!(try_clone_request(&Request::new(body)).is_none());
+    }
+}

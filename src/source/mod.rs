@@ -1,0 +1,65 @@
+//! Where keys come from: the [`KeySource`] trait and the built-in sources.
+//!
+//! A source only loads; the layer caches, refreshes and rotates. Writing your own is one method:
+//!
+//! ```
+//! use tower_bearer::{ApiKey, KeyError, KeyErrorKind, KeyFuture, KeySource};
+//!
+//! /// Reads the key from a secret manager the crate does not know about.
+//! struct MySecretManager;
+//!
+//! impl KeySource for MySecretManager {
+//!     fn load(&self) -> KeyFuture<'_> {
+//!         Box::pin(async move {
+//!             let secret = String::from("sk-from-my-secret-manager-0001"); // fetch it here
+//!             ApiKey::new(secret).map_err(|e| e.with_origin("my secret manager"))
+//!         })
+//!     }
+//! }
+//!
+//! let layer = tower_bearer::BearerAuthLayer::new(MySecretManager);
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::{ApiKey, KeyError};
+
+#[cfg(feature = "env")]
+mod env;
+#[cfg(feature = "file")]
+mod file;
+mod fixed;
+
+#[cfg(feature = "env")]
+pub use env::EnvKeySource;
+#[cfg(feature = "file")]
+pub use file::FileKeySource;
+pub use fixed::StaticKey;
+
+/// The future a [`KeySource`] returns. Boxed: loads are rare (first use, refresh, 401, manual
+/// rotation), and a boxed future keeps the trait object safe so `Arc<dyn KeySource>` works.
+pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<ApiKey, KeyError>> + Send + 'a>>;
+
+/// Loads API keys.
+///
+/// Called on first use, when the key's refresh hint ([`ApiKey::refresh_after`]) has passed,
+/// after the server rejected the current key (401), and on a manual rotation. The layer makes
+/// sure only one load runs at a time, so a source need not guard against load storms itself.
+pub trait KeySource: Send + Sync + 'static {
+    /// Loads a fresh key.
+    fn load(&self) -> KeyFuture<'_>;
+}
+
+impl<K: KeySource + ?Sized> KeySource for Arc<K> {
+    fn load(&self) -> KeyFuture<'_> {
+        (**self).load()
+    }
+}
+
+impl<K: KeySource + ?Sized> KeySource for Box<K> {
+    fn load(&self) -> KeyFuture<'_> {
+        (**self).load()
+    }
+}

@@ -237,7 +237,7 @@ impl KeyCache {
     fn install(&self, flight: &mut Flight, key: ApiKey, reason: RotationReason) -> Arc<Current> {
         flight.last_error = None;
         let old = self.current();
-        let changed = old.as_ref().map_or(true, |o| !o.key.same_secret(&key));
+        let changed = old.as_ref().is_none_or(|o| !o.key.same_secret(&key));
         if changed {
             flight.failures = 0;
             flight.rejected_retry_at = None;

@@ -70,3 +70,5 @@ pub fn bearer<B>(req: &Request<B>) -> Option<String> {
         .strip_prefix("Bearer ")
         .map(str::to_owned)
 }
+
+pub mod logs;

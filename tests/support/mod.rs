@@ -1,48 +1,18 @@
-//! Shared test plumbing: a real hyper 1 server on 127.0.0.1 and a hyper-util client.
-#![allow(dead_code)]
+//! Shared test plumbing: a real hyper 1 server on 127.0.0.1 (the examples' own, so tests and
+//! examples run the same server code) and a hyper-util client.
+#![allow(dead_code, unused_imports)]
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
+#[path = "../../examples/support/mod.rs"]
+mod examples_support;
+pub mod logs;
+
+pub use examples_support::{serve, stand_in};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
-
-/// Serves `handler` on a random port of 127.0.0.1 until the test's runtime ends.
-pub async fn serve<F, Fut>(handler: F) -> SocketAddr
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
+use hyper_util::rt::TokioExecutor;
 
 /// A plain-http hyper-util client for request bodies of type `B`.
 pub fn client<B>() -> Client<HttpConnector, B>
@@ -70,5 +40,3 @@ pub fn bearer<B>(req: &Request<B>) -> Option<String> {
         .strip_prefix("Bearer ")
         .map(str::to_owned)
 }
-
-pub mod logs;

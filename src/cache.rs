@@ -59,6 +59,8 @@ pub(crate) struct KeyCache {
     /// Digests of the last few keys by generation, so a replay never reuses a rejected key
     /// even after A -> B -> A. Digests, not keys: old secrets are not kept.
     history: Mutex<VecDeque<(u64, u64)>>,
+    /// The task that will mark the current key due.
+    timer: Mutex<Option<tokio::task::AbortHandle>>,
     pub(crate) settings: RwLock<Settings>,
 }
 
@@ -82,6 +84,7 @@ impl KeyCache {
             refreshing: AtomicBool::new(false),
             flight: tokio::sync::Mutex::new(Flight::default()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            timer: Mutex::new(None),
             settings: RwLock::new(Settings {
                 hooks: Vec::new(),
                 load_timeout: DEFAULT_LOAD_TIMEOUT,
@@ -310,14 +313,22 @@ impl KeyCache {
         let current = Arc::new(current);
         self.current.store(Some(current.clone()));
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        if let Some((handle, at)) = timer {
+        let armed = timer.map(|(handle, at)| {
             let weak = self.me.clone();
-            handle.spawn(async move {
-                tokio::time::sleep_until(at).await;
-                if let Some(cache) = weak.upgrade() {
-                    cache.epoch.fetch_add(1, Ordering::AcqRel);
-                }
-            });
+            handle
+                .spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    if let Some(cache) = weak.upgrade() {
+                        cache.epoch.fetch_add(1, Ordering::AcqRel);
+                    }
+                })
+                .abort_handle()
+        });
+        // One timer per cache: the one for the snapshot replaced is no longer needed.
+        if let Ok(mut slot) = self.timer.lock() {
+            if let Some(old) = std::mem::replace(&mut *slot, armed) {
+                old.abort();
+            }
         }
         current
     }
@@ -332,6 +343,14 @@ impl KeyCache {
             if ran.is_err() {
                 tracing::error!("an on_rotate hook panicked; the rotation itself went through");
             }
+        }
+    }
+}
+
+impl Drop for KeyCache {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.get_mut().ok().and_then(Option::take) {
+            timer.abort();
         }
     }
 }

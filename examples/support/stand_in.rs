@@ -29,6 +29,7 @@ struct State {
     accepted: Mutex<HashSet<String>>,
     requests: AtomicUsize,
     unauthorized: AtomicUsize,
+    malformed: AtomicUsize,
 }
 
 impl StandInApi {
@@ -74,6 +75,12 @@ impl StandInApi {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// Requests that came without an `Authorization` header, or with one that is not
+    /// `Bearer ` and a visible-ASCII token.
+    pub fn malformed(&self) -> usize {
+        self.state.malformed.load(Ordering::SeqCst)
+    }
+
     /// Requests answered 401 so far.
     pub fn unauthorized(&self) -> usize {
         self.state.unauthorized.load(Ordering::SeqCst)
@@ -90,6 +97,12 @@ impl State {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned);
+        let well_formed = token
+            .as_ref()
+            .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
+        if !well_formed {
+            self.malformed.fetch_add(1, Ordering::SeqCst);
+        }
         let known = token
             .as_ref()
             .is_some_and(|t| self.accepted.lock().unwrap().contains(t));

@@ -14,7 +14,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
+use tower::{service_fn, BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
     ApiError, ApiErrorKind, ApiKey, BearerAuthLayer, ErrorMapping, ErrorMappingLayer, StaticKey,
 };
@@ -149,9 +149,18 @@ async fn message_for_every_body_shape() {
             r#"{"error":{"message":"m1","type":"t","code":"c","param":"model","status_code":400}}"#,
             Some("m1"),
         ),
-        (r#"{"error":"plain error string"}"#, Some("plain error string")),
-        (r#"{"message":"top-level message"}"#, Some("top-level message")),
-        (r#"{"detail":"Not authenticated"}"#, Some("Not authenticated")),
+        (
+            r#"{"error":"plain error string"}"#,
+            Some("plain error string"),
+        ),
+        (
+            r#"{"message":"top-level message"}"#,
+            Some("top-level message"),
+        ),
+        (
+            r#"{"detail":"Not authenticated"}"#,
+            Some("Not authenticated"),
+        ),
         (
             r#"{"detail":[{"loc":["body","model"],"msg":"field required","type":"missing"}]}"#,
             Some("body.model: field required"),
@@ -222,10 +231,7 @@ async fn retry_after_in_all_forms() {
             "/seconds" => vec![("retry-after", "7".into())],
             "/decimal" => vec![("retry-after", "1.5".into())],
             "/ms" => vec![("retry-after-ms", "250".into())],
-            "/ms-wins" => vec![
-                ("retry-after-ms", "40".into()),
-                ("retry-after", "9".into()),
-            ],
+            "/ms-wins" => vec![("retry-after-ms", "40".into()), ("retry-after", "9".into())],
             "/date" => vec![("retry-after", in_30s)],
             "/garbage" => vec![("retry-after", "later, maybe".into())],
             "/negative" => vec![("retry-after", "-3".into())],
@@ -367,7 +373,11 @@ async fn an_8_mib_error_body_is_captured_to_the_cap_and_not_read_further() {
     let err = api_error(get(addr, "/").await);
     assert_eq!(err.body().len(), 64 * 1024);
     assert!(err.body_truncated());
-    assert_eq!(err.message(), None, "a cut JSON or non-JSON body has no message");
+    assert_eq!(
+        err.message(),
+        None,
+        "a cut JSON or non-JSON body has no message"
+    );
     drop(err);
 
     // The client stopped reading and closed the connection; the server's body goes with it.
@@ -391,7 +401,12 @@ async fn body_cap_is_configurable_and_exact() {
     })
     .await;
     let layer = ErrorMappingLayer::new().body_cap(10);
-    for (len, kept, truncated) in [(0, 0, false), (9, 9, false), (10, 10, false), (11, 10, true)] {
+    for (len, kept, truncated) in [
+        (0, 0, false),
+        (9, 9, false),
+        (10, 10, false),
+        (11, 10, true),
+    ] {
         let err = api_error(get_with(layer, addr, &format!("/{len}")).await);
         assert_eq!(err.body().len(), kept, "{len}");
         assert_eq!(err.body_truncated(), truncated, "{len}");
@@ -499,14 +514,19 @@ async fn no_secret_reaches_display_or_debug() {
 
     let client = ServiceBuilder::new()
         .layer(ErrorMappingLayer::new())
-        .layer(BearerAuthLayer::new(StaticKey::new(ApiKey::new(KEY).unwrap())))
+        .layer(BearerAuthLayer::new(StaticKey::new(
+            ApiKey::new(KEY).unwrap(),
+        )))
         .service(support::client::<Empty<Bytes>>());
     let req = Request::get(format!("http://{addr}/v1/models"))
         .body(Empty::new())
         .unwrap();
     let err = api_error(client.oneshot(req).await);
     assert_eq!(err.kind(), ApiErrorKind::Unauthorized);
-    assert!(err.message().unwrap().contains(KEY), "message() is the raw text");
+    assert!(
+        err.message().unwrap().contains(KEY),
+        "message() is the raw text"
+    );
 
     let shown = err.to_string();
     let debug = format!("{err:?}");
@@ -516,7 +536,12 @@ async fn no_secret_reaches_display_or_debug() {
     }
     assert!(!shown.contains("req_401"), "no header in Display: {shown}");
     assert!(debug.contains("req_401"), "{debug}");
-    assert!(shown.starts_with("HTTP 401 Unauthorized (unauthorized): Incorrect API key provided: [redacted]"), "{shown}");
+    assert!(
+        shown.starts_with(
+            "HTTP 401 Unauthorized (unauthorized): Incorrect API key provided: [redacted]"
+        ),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
@@ -553,7 +578,7 @@ fn channel_service(
 async fn a_stalled_body_times_out_at_the_configured_time() {
     let (tx, body) = support::channel_body();
     tx.send(Ok(Bytes::from_static(b"partial"))).await.unwrap();
-    let service = ErrorMappingLayer::new().layer_service(channel_service(504, body));
+    let service = ErrorMappingLayer::new().layer(channel_service(504, body));
     let started = tokio::time::Instant::now();
     let err = service
         .oneshot(Request::new(Empty::new()))
@@ -561,7 +586,11 @@ async fn a_stalled_body_times_out_at_the_configured_time() {
         .unwrap_err()
         .downcast::<ApiError>()
         .unwrap();
-    assert_eq!(started.elapsed(), Duration::from_secs(10), "the default timeout");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(10),
+        "the default timeout"
+    );
     assert_eq!(err.kind(), ApiErrorKind::Timeout);
     assert_eq!(err.body(), "partial");
     assert!(err.body_truncated());
@@ -571,9 +600,11 @@ async fn a_stalled_body_times_out_at_the_configured_time() {
 #[tokio::test(start_paused = true)]
 async fn a_body_error_mid_read_gives_what_was_read() {
     let (tx, body) = support::channel_body();
-    tx.send(Ok(Bytes::from_static(b"{\"message\":"))).await.unwrap();
+    tx.send(Ok(Bytes::from_static(b"{\"message\":")))
+        .await
+        .unwrap();
     tx.send(Err("connection lost".into())).await.unwrap();
-    let service = ErrorMappingLayer::new().layer_service(channel_service(500, body));
+    let service = ErrorMappingLayer::new().layer(channel_service(500, body));
     let started = tokio::time::Instant::now();
     let err = service
         .oneshot(Request::new(Empty::new()))
@@ -597,19 +628,65 @@ async fn the_inner_services_own_error_type_survives() {
     }
     impl std::error::Error for Mine {}
 
-    let service = ErrorMappingLayer::new().layer_service(service_fn(|_req: Request<()>| async {
+    let service = ErrorMappingLayer::new().layer(service_fn(|_req: Request<()>| async {
         Err::<Response<Full<Bytes>>, _>(Mine(7))
     }));
     let err = service.oneshot(Request::new(())).await.unwrap_err();
     assert_eq!(err.downcast_ref::<Mine>().map(|m| m.0), Some(7));
 }
 
-trait LayerServiceExt {
-    fn layer_service<S>(self, inner: S) -> ErrorMapping<S>;
+// ---- the success path allocates nothing ------------------------------------------------------
+
+/// Counts the allocations made by the current thread.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-impl LayerServiceExt for ErrorMappingLayer {
-    fn layer_service<S>(self, inner: S) -> ErrorMapping<S> {
-        tower::Layer::layer(&self, inner)
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        std::alloc::System.alloc(layout)
     }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        std::alloc::System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(|n| n.get())
+}
+
+#[test]
+fn the_success_path_allocates_nothing() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    let inner = service_fn(|_req: ()| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(Full::new(
+            Bytes::from_static(b"ok"),
+        ))))
+    });
+    let mut service = ErrorMappingLayer::new().layer(inner);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(service.poll_ready(&mut cx).is_ready());
+
+    let before = allocations();
+    let future = service.call(());
+    let mut future = std::pin::pin!(future);
+    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+        panic!("a ready success");
+    };
+    let after = allocations();
+    assert_eq!(response.status(), 200);
+    assert_eq!(after - before, 0, "allocations on the success path");
+    println!(
+        "ResponseFuture: {} bytes around an inner future of {} bytes",
+        std::mem::size_of_val(&*future),
+        std::mem::size_of::<std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>>()
+    );
 }

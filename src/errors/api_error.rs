@@ -275,7 +275,9 @@ impl fmt::Debug for ApiError {
             .field("kind", &self.kind)
             .field(
                 "message",
-                &self.message().map(|m| safe_message(m, DISPLAY_MESSAGE_CHARS)),
+                &self
+                    .message()
+                    .map(|m| safe_message(m, DISPLAY_MESSAGE_CHARS)),
             )
             .field("error_type", &self.error_type())
             .field("code", &self.code())
@@ -380,7 +382,10 @@ mod tests {
         let shown = safe_message(&long, 10);
         assert_eq!(shown, format!("{}…", "é".repeat(10)));
         assert_eq!(safe_message("short", 10), "short");
-        assert_eq!(safe_message("line\nbreak\u{1b}[31m", 100), "line break [31m");
+        assert_eq!(
+            safe_message("line\nbreak\u{1b}[31m", 100),
+            "line break [31m"
+        );
     }
 
     #[test]

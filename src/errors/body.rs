@@ -189,7 +189,9 @@ mod tests {
             Some("m")
         );
         assert_eq!(
-            parse(r#"{"detail":"Not authenticated"}"#).message.as_deref(),
+            parse(r#"{"detail":"Not authenticated"}"#)
+                .message
+                .as_deref(),
             Some("Not authenticated")
         );
     }

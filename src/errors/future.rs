@@ -182,10 +182,7 @@ where
                 }
             }
         }
-        let head = this
-            .head
-            .take()
-            .expect("ReadBody polled after completion");
+        let head = this.head.take().expect("ReadBody polled after completion");
         let body = this.buf.split().freeze();
         Poll::Ready(ApiError::read(
             head.status,

@@ -199,10 +199,9 @@ fn is_idempotent(method: &Method) -> bool {
 /// Why a result may be retried: `Some(wait the server asked for)`, or `None` when it may not.
 fn transient<ResBody>(result: &Result<Response<ResBody>, BoxError>) -> Option<Option<Duration>> {
     match result {
-        Ok(response) if is_transient_status(response.status()) => Some(parse_retry_after(
-            response.headers(),
-            SystemTime::now(),
-        )),
+        Ok(response) if is_transient_status(response.status()) => {
+            Some(parse_retry_after(response.headers(), SystemTime::now()))
+        }
         Ok(_) => None,
         Err(error) => match error.downcast_ref::<ApiError>() {
             Some(api) => api.is_retryable().then(|| api.retry_after()),
@@ -409,10 +408,21 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_max_with_at_most_a_quarter_off() {
         let policy = TransientRetryPolicy::new();
-        for (attempt, full_ms) in [(0, 500), (1, 1000), (2, 2000), (3, 4000), (4, 8000), (9, 8000), (40, 8000)] {
+        for (attempt, full_ms) in [
+            (0, 500),
+            (1, 1000),
+            (2, 2000),
+            (3, 4000),
+            (4, 8000),
+            (9, 8000),
+            (40, 8000),
+        ] {
             for _ in 0..200 {
                 let wait = policy.backoff(attempt).as_secs_f64() * 1000.0;
-                assert!(wait <= full_ms as f64 && wait >= full_ms as f64 * 0.75, "{attempt}: {wait}");
+                assert!(
+                    wait <= full_ms as f64 && wait >= full_ms as f64 * 0.75,
+                    "{attempt}: {wait}"
+                );
             }
         }
     }

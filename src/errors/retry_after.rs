@@ -103,7 +103,10 @@ mod tests {
     use super::*;
 
     fn parse(pairs: &[(&'static str, &str)]) -> Option<Duration> {
-        parse_at(pairs, SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        parse_at(
+            pairs,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        )
     }
 
     fn parse_at(pairs: &[(&'static str, &str)], now: SystemTime) -> Option<Duration> {
@@ -118,7 +121,10 @@ mod tests {
     fn seconds_integer_and_decimal() {
         assert_eq!(parse(&[("retry-after", "0")]), Some(Duration::ZERO));
         assert_eq!(parse(&[("retry-after", "7")]), Some(Duration::from_secs(7)));
-        assert_eq!(parse(&[("retry-after", " 7 ")]), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse(&[("retry-after", " 7 ")]),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(
             parse(&[("retry-after", "1.25")]),
             Some(Duration::from_millis(1250))

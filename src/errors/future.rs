@@ -14,7 +14,7 @@ use tokio::time::Sleep;
 use tower::BoxError;
 
 use super::api_error::ApiError;
-use super::layer::Config;
+use super::layer::{Config, DEFAULT_BODY_CAP};
 
 /// Frames read in one poll before the read yields to the runtime.
 const FRAMES_PER_POLL: usize = 64;
@@ -122,7 +122,9 @@ impl<B: Body> ReadBody<B> {
         Box::pin(ReadBody {
             body,
             head: Some(head),
-            buf: BytesMut::with_capacity(expected.min(config.body_cap)),
+            // Trust a declared length only up to the default cap: a huge cap is a limit, not
+            // a reason to allocate what the server claims up front.
+            buf: BytesMut::with_capacity(expected.min(config.body_cap).min(DEFAULT_BODY_CAP)),
             cap: config.body_cap,
             incomplete: false,
             deadline,

@@ -80,3 +80,8 @@ pub use source::EnvKeySource;
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use source::FileKeySource;
 pub use source::{KeyFuture, KeySource, StaticKey};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -151,8 +151,15 @@ impl KeySource for FileKeySource {
     fn load(&self) -> KeyFuture<'_> {
         Box::pin(async move {
             let this = self.clone();
-            // File I/O blocks; keep it off the async worker threads.
-            match tokio::task::spawn_blocking(move || this.read()).await {
+            // File I/O blocks; keep it off the async worker threads, but log where the caller
+            // logs: carry its subscriber and span over to the blocking thread.
+            let dispatch = tracing::dispatcher::get_default(Clone::clone);
+            let span = tracing::Span::current();
+            let read = move || {
+                let _span = span.enter();
+                tracing::dispatcher::with_default(&dispatch, || this.read())
+            };
+            match tokio::task::spawn_blocking(read).await {
                 Ok(result) => result,
                 Err(join) => Err(KeyError::new(
                     KeyErrorKind::Other,

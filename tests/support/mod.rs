@@ -130,6 +130,8 @@ pub fn bearer<B>(req: &Request<B>) -> Option<String> {
         .map(str::to_owned)
 }
 
+pub mod logs;
+
 /// A response body fed through a channel: each `Ok` is a data frame, an `Err` fails the body,
 /// and dropping the sender ends it. Keep the sender to make a body that never ends.
 #[derive(Debug)]

@@ -1,0 +1,255 @@
+//! Refresh hints, serve-stale with backoff, load timeouts and cancellation, under tokio's paused
+//! clock. The inner service is an in-process `service_fn`: paused time and real sockets do not
+//! mix (the clock jumps while a socket waits), and what is under test here is the clock.
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Empty;
+use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
+use tower_bearer::{
+    ApiKey, BearerAuthLayer, KeyError, KeyErrorKind, KeyFuture, KeySource, RotationEvent,
+    RotationReason,
+};
+
+const KEY_A: &str = "sk-fresh-key-AAAAAAAAAAAAAA";
+const KEY_B: &str = "sk-fresh-key-BBBBBBBBBBBBBB";
+const TTL: Duration = Duration::from_secs(60);
+
+enum Mode {
+    Key(&'static str),
+    Fail,
+    Hang,
+}
+
+/// A source the test steers; every key carries a 60 s refresh hint.
+struct Steered {
+    mode: Mutex<Mode>,
+    loads: AtomicUsize,
+}
+
+impl Steered {
+    fn new(key: &'static str) -> Arc<Self> {
+        Arc::new(Steered {
+            mode: Mutex::new(Mode::Key(key)),
+            loads: AtomicUsize::new(0),
+        })
+    }
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+    fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+}
+
+impl KeySource for Steered {
+    fn load(&self) -> KeyFuture<'_> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        let mode = match &*self.mode.lock().unwrap() {
+            Mode::Key(k) => Mode::Key(k),
+            Mode::Fail => Mode::Fail,
+            Mode::Hang => Mode::Hang,
+        };
+        Box::pin(async move {
+            match mode {
+                Mode::Key(k) => Ok(ApiKey::new(k)?.refresh_after(TTL)),
+                Mode::Fail => Err(KeyError::new(KeyErrorKind::Unavailable, "store is down")
+                    .with_origin("steered source")),
+                Mode::Hang => std::future::pending().await,
+            }
+        })
+    }
+}
+
+type EchoFn = fn(Request<Empty<Bytes>>) -> std::future::Ready<Result<Response<String>, Infallible>>;
+type Svc = tower_bearer::BearerAuth<tower::util::ServiceFn<EchoFn>>;
+
+/// A service whose response body is the bearer token it got.
+fn echo(layer: &BearerAuthLayer) -> Svc {
+    let f: EchoFn =
+        |req| std::future::ready(Ok(Response::new(support::bearer(&req).unwrap_or_default())));
+    ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(service_fn(f))
+}
+
+async fn token(svc: &mut Svc) -> Result<String, BoxError> {
+    let req = Request::get("https://api.azerion.ai/v1/models")
+        .body(Empty::new())
+        .unwrap();
+    Ok(svc.ready().await?.call(req).await?.into_body())
+}
+
+/// Lets the refresh timer task run after the clock moved.
+async fn advance(by: Duration) {
+    tokio::time::advance(by).await;
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn recorder() -> (
+    Arc<Mutex<Vec<RotationEvent>>>,
+    impl Fn(&RotationEvent) + Send + Sync,
+) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    (events, move |e: &RotationEvent| {
+        sink.lock().unwrap().push(e.clone())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_refresh_hint_is_honoured() {
+    let source = Steered::new(KEY_A);
+    let (events, hook) = recorder();
+    let layer = BearerAuthLayer::new(source.clone()).on_rotate(hook);
+    let mut svc = echo(&layer);
+
+    assert_eq!(token(&mut svc).await.unwrap(), KEY_A);
+    assert_eq!(source.loads(), 1);
+    advance(Duration::from_secs(50)).await; // before the last tenth of the TTL
+    for _ in 0..10 {
+        assert_eq!(token(&mut svc).await.unwrap(), KEY_A);
+    }
+    assert_eq!(source.loads(), 1, "no reload before the hint");
+
+    source.set(Mode::Key(KEY_B));
+    advance(Duration::from_secs(11)).await; // past the hint
+    assert_eq!(
+        token(&mut svc).await.unwrap(),
+        KEY_B,
+        "the first request after the hint reloads"
+    );
+    assert_eq!(token(&mut svc).await.unwrap(), KEY_B);
+    assert_eq!(source.loads(), 2);
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.last().unwrap().reason(), RotationReason::Refresh);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_refresh_starts_in_the_last_tenth_of_the_ttl() {
+    let source = Steered::new(KEY_A);
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = echo(&layer);
+    token(&mut svc).await.unwrap();
+    advance(Duration::from_secs(53)).await;
+    token(&mut svc).await.unwrap();
+    assert_eq!(source.loads(), 1, "not before 90% of the TTL");
+    advance(Duration::from_millis(6_999)).await; // 59.999 s: still inside the hint
+    token(&mut svc).await.unwrap();
+    assert_eq!(source.loads(), 2, "refreshed ahead of the hint");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_keeps_the_last_good_key_and_backs_off() {
+    let source = Steered::new(KEY_A);
+    let (dispatch, logs) = support::logs::capture();
+    let _guard = tracing::dispatcher::set_default(&dispatch);
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = echo(&layer);
+    token(&mut svc).await.unwrap();
+
+    source.set(Mode::Fail);
+    advance(TTL).await;
+    assert_eq!(token(&mut svc).await.unwrap(), KEY_A, "serve stale");
+    assert_eq!(source.loads(), 2);
+    for _ in 0..20 {
+        assert_eq!(token(&mut svc).await.unwrap(), KEY_A);
+    }
+    assert_eq!(source.loads(), 2, "not a load per request: backing off");
+    let text = logs.text();
+    assert!(text.contains("key refresh failed"), "{text}");
+    assert!(
+        text.contains("sk-…AAAA"),
+        "the warning names the fingerprint: {text}"
+    );
+    assert!(text.contains("store is down"), "and the cause: {text}");
+    assert!(!text.contains(KEY_A));
+
+    advance(Duration::from_millis(700)).await; // first backoff: 0.5 s ± 20%
+    assert_eq!(token(&mut svc).await.unwrap(), KEY_A);
+    assert_eq!(source.loads(), 3);
+    advance(Duration::from_millis(700)).await; // second backoff is 1 s ± 20%: not yet
+    token(&mut svc).await.unwrap();
+    assert_eq!(source.loads(), 3, "the backoff grows");
+
+    source.set(Mode::Key(KEY_B));
+    advance(Duration::from_millis(600)).await;
+    assert_eq!(
+        token(&mut svc).await.unwrap(),
+        KEY_B,
+        "recovers when the source is back"
+    );
+    assert_eq!(source.loads(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_key_at_all_the_request_fails_with_the_key_error() {
+    let source = Steered::new(KEY_A);
+    source.set(Mode::Fail);
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = echo(&layer);
+    let err = token(&mut svc).await.unwrap_err();
+    let key_err = err.downcast_ref::<KeyError>().expect("a KeyError");
+    assert_eq!(key_err.to_string(), "steered source: store is down");
+    source.set(Mode::Key(KEY_A));
+    assert_eq!(
+        token(&mut svc).await.unwrap(),
+        KEY_A,
+        "the next request tries again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_source_times_out_for_every_waiter() {
+    let source = Steered::new(KEY_A);
+    source.set(Mode::Hang);
+    let layer = BearerAuthLayer::new(source.clone()).load_timeout(Duration::from_secs(2));
+    let svc = echo(&layer);
+    let started = tokio::time::Instant::now();
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let req = Request::get("https://api.azerion.ai/")
+                .body(Empty::new())
+                .unwrap();
+            tokio::spawn(svc.clone().oneshot(req))
+        })
+        .collect();
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        let key_err = err.downcast_ref::<KeyError>().expect("a KeyError");
+        assert_eq!(key_err.kind(), KeyErrorKind::Timeout);
+    }
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert_eq!(
+        source.loads(),
+        1,
+        "the waiters shared the one timed-out load"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_dropped_mid_load_leaves_the_cache_usable() {
+    let source = Steered::new(KEY_A);
+    source.set(Mode::Hang);
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = echo(&layer);
+    let req = Request::get("https://api.azerion.ai/")
+        .body(Empty::new())
+        .unwrap();
+    let fut = svc.ready().await.unwrap().call(req);
+    // Poll it into the load, then drop it.
+    let dropped = tokio::time::timeout(Duration::from_millis(10), fut).await;
+    assert!(dropped.is_err());
+    source.set(Mode::Key(KEY_A));
+    assert_eq!(token(&mut svc).await.unwrap(), KEY_A);
+    assert_eq!(source.loads(), 2);
+}

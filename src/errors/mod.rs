@@ -67,16 +67,19 @@ mod api_error;
 mod body;
 mod future;
 mod layer;
+mod redact;
 mod retry;
 mod retry_after;
+mod retry_layer;
 mod service;
 
 pub use api_error::{ApiError, ApiErrorKind};
 pub use future::ResponseFuture;
 pub use layer::{ErrorMappingLayer, DEFAULT_BODY_CAP, DEFAULT_BODY_TIMEOUT};
 pub use retry::{
-    RetryDelay, TransientRetryLayer, TransientRetryPolicy, DEFAULT_BASE_BACKOFF,
-    DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_AFTER_CAP,
+    RetryDelay, TransientRetryPolicy, DEFAULT_BASE_BACKOFF, DEFAULT_MAX_BACKOFF,
+    DEFAULT_MAX_RETRIES, DEFAULT_RETRY_AFTER_CAP,
 };
 pub use retry_after::{parse_retry_after, MAX_RETRY_AFTER};
+pub use retry_layer::TransientRetryLayer;
 pub use service::ErrorMapping;

@@ -4,9 +4,10 @@
 //! only look further when it moved. Every load goes through one async mutex (single flight), and
 //! each path re-checks after taking it whether the load it wanted already happened.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -19,6 +20,7 @@ use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
 pub(crate) const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const HISTORY: usize = 8;
 
 /// The key in use, as one immutable snapshot.
 pub(crate) struct Current {
@@ -54,6 +56,9 @@ pub(crate) struct KeyCache {
     /// A request is already driving a refresh: others keep using the current key.
     refreshing: AtomicBool,
     flight: tokio::sync::Mutex<Flight>,
+    /// Digests of the last few keys by generation, so a replay never reuses a rejected key
+    /// even after A -> B -> A. Digests, not keys: old secrets are not kept.
+    history: Mutex<VecDeque<(u64, u64)>>,
     pub(crate) settings: RwLock<Settings>,
 }
 
@@ -76,6 +81,7 @@ impl KeyCache {
             loads: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
             flight: tokio::sync::Mutex::new(Flight::default()),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             settings: RwLock::new(Settings {
                 hooks: Vec::new(),
                 load_timeout: DEFAULT_LOAD_TIMEOUT,
@@ -200,6 +206,21 @@ impl KeyCache {
         }
     }
 
+    /// Whether `current` holds a different secret from the key of `generation`. Unknown
+    /// (too old) generations count as the same: never risk a replay with a rejected key.
+    pub(crate) fn is_new_key(&self, generation: u64, current: &Current) -> bool {
+        if current.generation == generation {
+            return false;
+        }
+        let Ok(history) = self.history.lock() else {
+            return false;
+        };
+        history
+            .iter()
+            .find(|(g, _)| *g == generation)
+            .is_some_and(|(_, digest)| *digest != current.key.digest())
+    }
+
     /// A manual rotation: loads now, whatever the state.
     pub(crate) async fn rotate(self: Arc<Self>) -> Result<Arc<Current>, KeyError> {
         let mut flight = self.flight.lock().await;
@@ -257,6 +278,12 @@ impl KeyCache {
             needs_clock: false,
         });
         if changed {
+            if let Ok(mut history) = self.history.lock() {
+                if history.len() == HISTORY {
+                    history.pop_front();
+                }
+                history.push_back((generation, installed.key.digest()));
+            }
             let event = RotationEvent::new(
                 reason,
                 old.map(|o| o.key.fingerprint().to_owned()),

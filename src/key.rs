@@ -111,6 +111,11 @@ impl ApiKey {
         &self.inner.header
     }
 
+    /// A 64-bit digest of the secret, to recognise a key later without keeping it.
+    pub(crate) fn digest(&self) -> u64 {
+        fnv1a(self.inner.header.as_bytes())
+    }
+
     /// Whether two keys hold the same secret (ignores the refresh hint).
     pub fn same_secret(&self, other: &ApiKey) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::AUTHORIZATION;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 use tower_service::Service;
@@ -15,25 +15,20 @@ use crate::replay::can_replay;
 use crate::KeyError;
 
 /// What a sent request needs to handle a 401: which key it carried and, when it can be
-/// replayed, a copy of itself.
+/// replayed, a copy of itself. Kept small: it lives in every response future.
 pub(crate) struct Sent<S, B> {
     shared: Arc<Shared<S>>,
     generation: u64,
-    replay: Option<(Request<B>, HeaderValue)>,
+    copy: Option<Request<B>>,
 }
 
 impl<S, B: 'static> Sent<S, B> {
-    #[inline]
-    pub(crate) fn new(
-        shared: &Arc<Shared<S>>,
-        generation: u64,
-        req: &Request<B>,
-        header: &HeaderValue,
-    ) -> Self {
+    #[inline(always)]
+    pub(crate) fn new(shared: &Arc<Shared<S>>, generation: u64, req: &Request<B>) -> Self {
         Sent {
             shared: shared.clone(),
             generation,
-            replay: replay_copy(&shared.config, req).map(|copy| (copy, header.clone())),
+            copy: replay_copy(&shared.config, req),
         }
     }
 }
@@ -49,10 +44,9 @@ impl<S: Clone, B: 'static> Sent<S, B> {
                 return None;
             }
         };
-        let (mut copy, rejected) = self.replay?;
-        let new_header = current.key.header_value();
-        if current.generation == self.generation || new_header.as_bytes() == rejected.as_bytes() {
-            return None; // same key: replaying would only be rejected again
+        let mut copy = self.copy?;
+        if !self.shared.cache.is_new_key(self.generation, &current) {
+            return None; // the key that was just rejected: replaying would only be rejected again
         }
         if !can_replay(&copy) {
             tracing::debug!("401 not replayed: the request body cannot be sent again");
@@ -63,7 +57,8 @@ impl<S: Clone, B: 'static> Sent<S, B> {
             fingerprint = current.key.fingerprint(),
             "replaying after 401"
         );
-        copy.headers_mut().insert(AUTHORIZATION, new_header.clone());
+        copy.headers_mut()
+            .insert(AUTHORIZATION, current.key.header_value().clone());
         Some((service, copy))
     }
 }
@@ -72,7 +67,8 @@ pin_project! {
     /// Response future of [`BearerAuth`](crate::BearerAuth).
     ///
     /// With a cached key it only wraps the inner future; it loads the key first when there is
-    /// none yet, and handles a 401 with one reload and at most one replay.
+    /// none yet, and handles a 401 with one reload and at most one replay. Only those rarer
+    /// paths allocate.
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
@@ -88,38 +84,46 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
-        Loading {
-            load: LoadFuture,
-            inner: Option<S>,
-            req: Option<Request<B>>,
-            shared: Arc<Shared<S>>,
-        },
         Sending {
             #[pin]
             fut: S::Future,
             sent: Option<Sent<S, B>>,
         },
-        Reloading {
-            reload: LoadFuture,
-            response: Option<S::Response>,
-            sent: Option<Sent<S, B>>,
-        },
-        Readying {
-            service: S,
-            req: Option<Request<B>>,
-        },
         Replaying {
             #[pin]
             fut: S::Future,
         },
-        Failed {
-            error: Option<BoxError>,
+        // Boxed: keeps the future as small as the hot path needs.
+        Cold {
+            cold: Box<Cold<S, B>>,
         },
     }
 }
 
+enum Cold<S: Service<Request<B>>, B> {
+    Loading {
+        load: LoadFuture,
+        inner: S,
+        req: Request<B>,
+        shared: Arc<Shared<S>>,
+    },
+    Reloading {
+        reload: LoadFuture,
+        response: S::Response,
+        sent: Sent<S, B>,
+    },
+    Readying {
+        service: S,
+        req: Request<B>,
+    },
+    Failed {
+        error: BoxError,
+    },
+    Done,
+}
+
 impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn sending(fut: S::Future, sent: Option<Sent<S, B>>) -> Self {
         ResponseFuture {
             state: State::Sending { fut, sent },
@@ -132,24 +136,26 @@ impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
         req: Request<B>,
         shared: Arc<Shared<S>>,
     ) -> Self {
-        ResponseFuture {
-            state: State::Loading {
-                load,
-                inner: Some(inner),
-                req: Some(req),
-                shared,
-            },
-        }
+        ResponseFuture::cold(Cold::Loading {
+            load,
+            inner,
+            req,
+            shared,
+        })
     }
 
     pub(crate) fn failed(error: BoxError) -> Self {
+        ResponseFuture::cold(Cold::Failed { error })
+    }
+
+    fn cold(cold: Cold<S, B>) -> Self {
         ResponseFuture {
-            state: State::Failed { error: Some(error) },
+            state: State::Cold {
+                cold: Box::new(cold),
+            },
         }
     }
 }
-
-const POLLED_AFTER_DONE: &str = "ResponseFuture polled after completion";
 
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
@@ -159,72 +165,135 @@ where
 {
     type Output = Result<Response<ResBody>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Sending { fut, sent } => {
-                    let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    if response.status() != StatusCode::UNAUTHORIZED {
-                        return Poll::Ready(Ok(response));
+        // The hot path, kept small enough to inline: a response that is not a 401 to our key.
+        if let StateProj::Sending { fut, sent } = state.as_mut().project() {
+            let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+            match sent.take() {
+                Some(sent) if response.status() == StatusCode::UNAUTHORIZED => {
+                    state.set(unauthorized(response, sent));
+                }
+                _ => return Poll::Ready(Ok(response)),
+            }
+        }
+        poll_after_send(state, cx)
+    }
+}
+
+/// A 401 to the key we sent: reload it (shared with every other request that got one).
+#[cold]
+fn unauthorized<S: Service<Request<B>>, B>(response: S::Response, sent: Sent<S, B>) -> State<S, B> {
+    let reload = Box::pin(sent.shared.cache.clone().reject(sent.generation));
+    State::Cold {
+        cold: Box::new(Cold::Reloading {
+            reload,
+            response,
+            sent,
+        }),
+    }
+}
+
+/// Every state but the first send: the first load, the reload after a 401, the replay.
+#[inline(never)]
+fn poll_after_send<S, B, ResBody>(
+    mut state: Pin<&mut State<S, B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<ResBody>, BoxError>>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    B: 'static,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Sending { fut, sent } => {
+                let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+                match sent.take() {
+                    Some(sent) if response.status() == StatusCode::UNAUTHORIZED => {
+                        state.set(unauthorized(response, sent));
                     }
-                    let Some(sent) = sent.take() else {
-                        return Poll::Ready(Ok(response)); // the caller's own header
-                    };
-                    let reload = Box::pin(sent.shared.cache.clone().reject(sent.generation));
-                    state.set(State::Reloading {
-                        reload,
-                        response: Some(response),
-                        sent: Some(sent),
-                    });
-                }
-                StateProj::Loading {
-                    load,
-                    inner,
-                    req,
-                    shared,
-                } => {
-                    let current = match ready!(load.as_mut().poll(cx)) {
-                        Ok(current) => current,
-                        Err(err) => return Poll::Ready(Err(err.into())),
-                    };
-                    let mut req = req.take().expect(POLLED_AFTER_DONE);
-                    let mut inner = inner.take().expect(POLLED_AFTER_DONE);
-                    let header = current.key.header_value().clone();
-                    let sent = Sent::new(shared, current.generation, &req, &header);
-                    req.headers_mut().insert(AUTHORIZATION, header);
-                    let fut = inner.call(req);
-                    state.set(State::Sending {
-                        fut,
-                        sent: Some(sent),
-                    });
-                }
-                StateProj::Reloading {
-                    reload,
-                    response,
-                    sent,
-                } => {
-                    let reloaded = ready!(reload.as_mut().poll(cx));
-                    let response = response.take().expect(POLLED_AFTER_DONE);
-                    let sent = sent.take().expect(POLLED_AFTER_DONE);
-                    match sent.into_replay(reloaded) {
-                        Some((service, req)) => state.set(State::Readying {
-                            service,
-                            req: Some(req),
-                        }),
-                        None => return Poll::Ready(Ok(response)),
-                    }
-                }
-                StateProj::Readying { service, req } => {
-                    ready!(service.poll_ready(cx)).map_err(Into::into)?;
-                    let fut = service.call(req.take().expect(POLLED_AFTER_DONE));
-                    state.set(State::Replaying { fut });
-                }
-                StateProj::Replaying { fut } => return fut.poll(cx).map_err(Into::into),
-                StateProj::Failed { error } => {
-                    return Poll::Ready(Err(error.take().expect(POLLED_AFTER_DONE)))
+                    _ => return Poll::Ready(Ok(response)),
                 }
             }
+            StateProj::Replaying { fut } => return fut.poll(cx).map_err(Into::into),
+            StateProj::Cold { cold } => match ready!(poll_cold(cold, cx))? {
+                Step::Send(fut, sent) => state.set(State::Sending { fut, sent }),
+                Step::Replay(fut) => state.set(State::Replaying { fut }),
+                Step::Done(response) => return Poll::Ready(Ok(response)),
+            },
+        }
+    }
+}
+
+// A transient return value of `poll_cold`, moved once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Step<S: Service<Request<B>>, B> {
+    Send(S::Future, Option<Sent<S, B>>),
+    Replay(S::Future),
+    Done(S::Response),
+}
+
+/// Drives the boxed states: loading the first key, reloading after a 401, readying the replay.
+fn poll_cold<S, B, ResBody>(
+    cold: &mut Box<Cold<S, B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Step<S, B>, BoxError>>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    B: 'static,
+{
+    loop {
+        match &mut **cold {
+            Cold::Loading { load, .. } => {
+                let current = match ready!(load.as_mut().poll(cx)) {
+                    Ok(current) => current,
+                    Err(err) => return Poll::Ready(Err(err.into())),
+                };
+                let Cold::Loading {
+                    mut inner,
+                    mut req,
+                    shared,
+                    ..
+                } = std::mem::replace(&mut **cold, Cold::Done)
+                else {
+                    unreachable!()
+                };
+                let sent = Sent::new(&shared, current.generation, &req);
+                req.headers_mut()
+                    .insert(AUTHORIZATION, current.key.header_value().clone());
+                return Poll::Ready(Ok(Step::Send(inner.call(req), Some(sent))));
+            }
+            Cold::Reloading { reload, .. } => {
+                let reloaded = ready!(reload.as_mut().poll(cx));
+                let Cold::Reloading { response, sent, .. } =
+                    std::mem::replace(&mut **cold, Cold::Done)
+                else {
+                    unreachable!()
+                };
+                match sent.into_replay(reloaded) {
+                    Some((service, req)) => **cold = Cold::Readying { service, req },
+                    None => return Poll::Ready(Ok(Step::Done(response))),
+                }
+            }
+            Cold::Readying { service, .. } => {
+                ready!(service.poll_ready(cx)).map_err(Into::into)?;
+                let Cold::Readying { mut service, req } =
+                    std::mem::replace(&mut **cold, Cold::Done)
+                else {
+                    unreachable!()
+                };
+                return Poll::Ready(Ok(Step::Replay(service.call(req))));
+            }
+            Cold::Failed { .. } => {
+                let Cold::Failed { error } = std::mem::replace(&mut **cold, Cold::Done) else {
+                    unreachable!()
+                };
+                return Poll::Ready(Err(error));
+            }
+            Cold::Done => panic!("ResponseFuture polled after completion"),
         }
     }
 }

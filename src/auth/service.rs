@@ -53,7 +53,7 @@ impl LocalKey {
         due_at: None,
     };
 
-    #[inline]
+    #[inline(always)]
     fn usable(&self, epoch: u64) -> Option<&HeaderValue> {
         if self.epoch != epoch {
             return None;
@@ -135,12 +135,12 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S, B>;
 
-    #[inline]
+    #[inline(always)]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let config = &self.shared.config;
         if let Err(refused) = config.scope.check(&req) {
@@ -160,7 +160,7 @@ where
 }
 
 impl<S: Clone> BearerAuth<S> {
-    #[inline]
+    #[inline(always)]
     fn send<B: 'static>(
         &mut self,
         mut req: Request<B>,
@@ -170,7 +170,7 @@ impl<S: Clone> BearerAuth<S> {
     where
         S: Service<Request<B>>,
     {
-        let sent = Sent::new(&self.shared, generation, &req, &header);
+        let sent = Sent::new(&self.shared, generation, &req);
         req.headers_mut().insert(AUTHORIZATION, header);
         ResponseFuture::sending(self.inner.call(req), Some(sent))
     }

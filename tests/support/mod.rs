@@ -1,5 +1,12 @@
-//! Shared test plumbing: a real hyper 1 server on 127.0.0.1 and a hyper-util client.
-#![allow(dead_code)]
+//! Shared test plumbing: a real hyper 1 server on 127.0.0.1 (the examples' own, so tests and
+//! examples run the same server code) and a hyper-util client.
+#![allow(dead_code, unused_imports)]
+
+#[path = "../../examples/support/mod.rs"]
+mod examples_support;
+pub mod logs;
+
+pub use examples_support::{serve, stand_in};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,13 +21,31 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-/// Serves `handler` on a random port of 127.0.0.1 until the test's runtime ends.
-pub async fn serve<F, Fut>(handler: F) -> SocketAddr
+/// A plain-http hyper-util client for request bodies of type `B`.
+pub fn client<B>() -> Client<HttpConnector, B>
 where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
 {
-    serve_body(handler).await
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A response with `status` and `body`.
+pub fn respond(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_owned)
 }
 
 /// Like [`serve`], for handlers whose response bodies are of any type (streams, channels).
@@ -102,35 +127,6 @@ pub async fn closed_port() -> SocketAddr {
     drop(listener);
     addr
 }
-
-/// A plain-http hyper-util client for request bodies of type `B`.
-pub fn client<B>() -> Client<HttpConnector, B>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-{
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-/// A response with `status` and `body`.
-pub fn respond(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .body(Full::new(body.into()))
-        .unwrap()
-}
-
-/// The bearer token of a request, if it has one.
-pub fn bearer<B>(req: &Request<B>) -> Option<String> {
-    req.headers()
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::to_owned)
-}
-
-pub mod logs;
 
 /// A response body fed through a channel: each `Ok` is a data frame, an `Err` fails the body,
 /// and dropping the sender ends it. Keep the sender to make a body that never ends.

@@ -59,12 +59,17 @@
 mod auth;
 pub mod azerion;
 mod cache;
+pub mod errors;
 mod key;
 mod replay;
 mod rotation;
 pub mod source;
 
 pub use auth::{BearerAuth, BearerAuthLayer, ResponseFuture, ScopeError};
+pub use errors::{
+    ApiError, ApiErrorKind, ErrorMapping, ErrorMappingLayer, TransientRetryLayer,
+    TransientRetryPolicy,
+};
 pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};
 pub use replay::{ReplayableBody, DEFAULT_REPLAY_CAP};
 pub use rotation::{KeyHandle, RotationEvent, RotationReason};

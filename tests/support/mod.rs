@@ -8,11 +8,18 @@ pub mod logs;
 
 pub use examples_support::{serve, stand_in};
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
 
 /// A plain-http hyper-util client for request bodies of type `B`.
 pub fn client<B>() -> Client<HttpConnector, B>
@@ -39,4 +46,115 @@ pub fn bearer<B>(req: &Request<B>) -> Option<String> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::to_owned)
+}
+
+/// Like [`serve`], for handlers whose response bodies are of any type (streams, channels).
+pub async fn serve_body<F, Fut, B>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Answers every connection on 127.0.0.1 with `raw` bytes, written as they are after the
+/// request head was read, for responses hyper would not send (a body cut short, a body that
+/// never ends). With `hold_open`, the connection stays open after `raw` until the runtime ends;
+/// without it, it is closed.
+pub async fn serve_raw(raw: &'static [u8], hold_open: bool) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if stream.write_all(raw).await.is_err() {
+                    return;
+                }
+                let _ = stream.flush().await;
+                if hold_open {
+                    std::future::pending::<()>().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// An address of 127.0.0.1 where nothing listens: connecting to it is refused.
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+/// A response body fed through a channel: each `Ok` is a data frame, an `Err` fails the body,
+/// and dropping the sender ends it. Keep the sender to make a body that never ends.
+#[derive(Debug)]
+pub struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>);
+
+/// The error type of [`ChannelBody`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A [`ChannelBody`] and its sender (which buffers up to 16 items).
+pub fn channel_body() -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, BoxError>>,
+    ChannelBody,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    (tx, ChannelBody(rx))
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|item| item.map(|result| result.map(http_body::Frame::data)))
+    }
 }

@@ -1,0 +1,88 @@
+//! [`ErrorMappingLayer`].
+
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::service::ErrorMapping;
+
+/// Default for [`ErrorMappingLayer::body_cap`]: 64 KiB.
+pub const DEFAULT_BODY_CAP: usize = 64 * 1024;
+
+/// Default for [`ErrorMappingLayer::body_timeout`]: 10 s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Turns every response with a status of 400 or more into an [`ApiError`](crate::ApiError).
+///
+/// Responses below 400 go back untouched, their body still streaming. For the others the body
+/// is read, up to [`body_cap`](ErrorMappingLayer::body_cap) bytes and for at most
+/// [`body_timeout`](ErrorMappingLayer::body_timeout), and the service fails with an
+/// [`ApiError`](crate::ApiError) as a [`tower::BoxError`]. See the [module docs](crate::errors)
+/// for an example and where to put it in a stack.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::ErrorMappingLayer;
+///
+/// let layer = ErrorMappingLayer::new()
+///     .body_cap(16 * 1024)
+///     .body_timeout(Duration::from_secs(2));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorMappingLayer {
+    config: Config,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub(crate) body_cap: usize,
+    pub(crate) body_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            body_cap: DEFAULT_BODY_CAP,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+        }
+    }
+}
+
+impl ErrorMappingLayer {
+    /// A layer with a 64 KiB body cap and a 10 s body timeout.
+    pub fn new() -> Self {
+        ErrorMappingLayer {
+            config: Config::default(),
+        }
+    }
+
+    /// Reads at most `cap` bytes of an error body (default 64 KiB). The rest is not read: the
+    /// body is dropped, which closes the connection if it had more to send.
+    pub fn body_cap(mut self, cap: usize) -> Self {
+        self.config.body_cap = cap;
+        self
+    }
+
+    /// Gives up reading an error body after `timeout` (default 10 s), keeping what was read.
+    ///
+    /// The timer is tokio's: it needs a tokio runtime with time enabled (outside one, the body
+    /// is read with no time limit).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.config.body_timeout = timeout;
+        self
+    }
+}
+
+impl Default for ErrorMappingLayer {
+    fn default() -> Self {
+        ErrorMappingLayer::new()
+    }
+}
+
+impl<S> Layer<S> for ErrorMappingLayer {
+    type Service = ErrorMapping<S>;
+
+    fn layer(&self, inner: S) -> ErrorMapping<S> {
+        ErrorMapping::with_config(inner, self.config)
+    }
+}

@@ -1,6 +1,8 @@
 //! The core layer over real hyper on loopback: header, sensitivity, sources, scoping, the
 //! caller's header, single-flight first load, error types.
 
+#![cfg(all(feature = "env", feature = "file"))]
+
 mod support;
 
 use std::convert::Infallible;

@@ -354,7 +354,7 @@ async fn an_8_mib_error_body_is_captured_to_the_cap_and_not_read_further() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let slot = Arc::new(std::sync::Mutex::new(Some(tx)));
     let counter = produced.clone();
-    let addr = support::serve_body(move |_| {
+    let addr = support::serve(move |_| {
         let dropped = slot.lock().unwrap().take();
         let produced = counter.clone();
         async move {
@@ -420,7 +420,7 @@ async fn body_cap_is_configurable_and_exact() {
 async fn success_bodies_stream_through_untouched() {
     let (tx, body) = support::channel_body();
     let slot = Arc::new(std::sync::Mutex::new(Some(body)));
-    let addr = support::serve_body(move |_| {
+    let addr = support::serve(move |_| {
         let body = slot.lock().unwrap().take().expect("one request");
         async move {
             // no content-length: chunked, streamed as the test sends it
@@ -447,7 +447,7 @@ async fn success_bodies_stream_through_untouched() {
 async fn an_error_body_that_stalls_gives_what_was_read_at_the_timeout() {
     let (tx, body) = support::channel_body();
     let slot = Arc::new(std::sync::Mutex::new(Some(body)));
-    let addr = support::serve_body(move |_| {
+    let addr = support::serve(move |_| {
         let body = slot.lock().unwrap().take().expect("one request");
         async move { Response::builder().status(503).body(body).unwrap() }
     })

@@ -1,5 +1,7 @@
 //! `FileKeySource` against real files: trimming, every error, permissions, refresh hint.
 
+#![cfg(all(feature = "env", feature = "file"))]
+
 mod support;
 
 use std::path::Path;

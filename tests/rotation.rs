@@ -1,6 +1,8 @@
 //! Key freshness over real hyper on loopback: 401 reload and replay, single flight under a
 //! revoked key, no retry storms, rotation hooks, file rotation, streaming bodies.
 
+#![cfg(all(feature = "env", feature = "file"))]
+
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

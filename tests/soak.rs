@@ -3,6 +3,8 @@
 //! once. A short run is part of `cargo test`; the full one (100,000 requests at 64 concurrency,
 //! a rotation every 1,000) is `--ignored`, and `.ci/run` runs it in release mode.
 
+#![cfg(all(feature = "env", feature = "file"))]
+
 mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -215,6 +215,9 @@ pub(crate) fn is_connection_error(error: &(dyn StdError + 'static)) -> bool {
     let mut current = Some(error);
     let mut depth = 0;
     while let Some(error) = current {
+        if error.is::<crate::KeyError>() {
+            return false; // the key store's trouble: the key cache backs off on its own
+        }
         if let Some(io) = error.downcast_ref::<io::Error>() {
             if matches!(
                 io.kind(),

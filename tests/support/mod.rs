@@ -48,38 +48,6 @@ pub fn bearer<B>(req: &Request<B>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Like [`serve`], for handlers whose response bodies are of any type (streams, channels).
-pub async fn serve_body<F, Fut, B>(handler: F) -> SocketAddr
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 /// Answers every connection on 127.0.0.1 with `raw` bytes, written as they are after the
 /// request head was read, for responses hyper would not send (a body cut short, a body that
 /// never ends). With `hold_open`, the connection stays open after `raw` until the runtime ends;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use http::{HeaderMap, Request};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -29,15 +29,218 @@ use tower::BoxError;
 pub const DEFAULT_REPLAY_CAP: usize = 64 * 1024;
 
 /// Clones `req` for a later replay, if its body can be had again. See the module docs.
+#[inline]
 pub(crate) fn try_clone_request<B: 'static>(req: &Request<B>) -> Option<Request<B>> {
     let body = try_clone_body(req.body())?;
+    // `Request::new` starts from defaults (GET, `/`, HTTP/1.1, no headers, no extensions):
+    // overwrite only what differs, so a plain request pays for no default it then drops.
     let mut copy = Request::new(body);
-    *copy.method_mut() = req.method().clone();
+    if req.method() != Method::GET {
+        *copy.method_mut() = req.method().clone();
+    }
     *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    *copy.extensions_mut() = req.extensions().clone();
+    if req.version() != Version::HTTP_11 {
+        *copy.version_mut() = req.version();
+    }
+    if !req.headers().is_empty() {
+        *copy.headers_mut() = req.headers().clone();
+    }
+    if !req.extensions().is_empty() {
+        *copy.extensions_mut() = req.extensions().clone();
+    }
     Some(copy)
+}
+
+/// What the 401 replay keeps of a request it sent: method, version, extensions, the body (by
+/// reference count for `Full<Bytes>`) and, packed as bytes, the URI and the headers.
+///
+/// Packing, rather than cloning the `Uri` and `HeaderMap`, is what keeps this cheap: cloning
+/// them costs an atomic reference count per URI part and per header value (and a first clone
+/// of a `Bytes` built from a `&str` allocates), where packing is a copy of a few dozen bytes,
+/// inline when they fit (a URI and a few headers do). The `Uri` and `HeaderMap` are rebuilt
+/// only for a replay, which is rare.
+pub(crate) struct ReplayCopy<B> {
+    method: Method,
+    version: Version,
+    head: Head,
+    extensions: Extensions,
+    body: B,
+}
+
+impl<B: 'static> ReplayCopy<B> {
+    /// A copy of `req`, if its body can be had again. See the module docs.
+    #[inline]
+    pub(crate) fn of(req: &Request<B>) -> Option<Self> {
+        let body = try_clone_body(req.body())?;
+        Some(ReplayCopy {
+            method: req.method().clone(),
+            version: req.version(),
+            head: Head::of(req.uri(), req.headers()),
+            extensions: if req.extensions().is_empty() {
+                Extensions::new()
+            } else {
+                req.extensions().clone()
+            },
+            body,
+        })
+    }
+
+    /// Whether the copy can be sent now. Only a [`ReplayableBody`] can say no.
+    pub(crate) fn can_replay(&self) -> bool {
+        match (&self.body as &dyn Any).downcast_ref::<ReplayableBody>() {
+            Some(body) => body.can_replay(),
+            None => true,
+        }
+    }
+
+    /// The request again, as it was copied. `None` only if its URI or headers, which were valid
+    /// when copied, do not parse back (they always should).
+    pub(crate) fn into_request(self) -> Option<Request<B>> {
+        let (uri, headers) = self.head.unpack()?;
+        let mut req = Request::new(self.body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = headers;
+        *req.extensions_mut() = self.extensions;
+        Some(req)
+    }
+}
+
+/// Bytes packed inline in a [`ReplayCopy`]: room for a typical API URI and a few headers.
+const INLINE: usize = 124;
+
+/// The URI and headers of a [`ReplayCopy`].
+///
+/// Packed layout: URI length (u16 LE), URI text, then per header value: flags (1 = sensitive),
+/// name length and value length (u16 LE each), name, value; in `HeaderMap::iter` order.
+enum Head {
+    Inline {
+        len: u16,
+        buf: [u8; INLINE],
+    },
+    Spilled(Box<[u8]>),
+    /// A part too long for a u16 length, or a URI with no text form: cloned as it is.
+    Cloned(Box<(Uri, HeaderMap)>),
+}
+
+const SENSITIVE: u8 = 1;
+
+impl Head {
+    #[inline]
+    fn of(uri: &Uri, headers: &HeaderMap) -> Head {
+        let scheme = uri.scheme_str().unwrap_or("");
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let path = uri.path_and_query().map_or("", |p| p.as_str());
+        let sep = if scheme.is_empty() { "" } else { "://" };
+        let uri_len = scheme.len() + sep.len() + authority.len() + path.len();
+        let mut len = 2 + uri_len;
+        let mut fits = uri_len != 0 && uri_len <= u16::MAX as usize;
+        if !headers.is_empty() {
+            for (name, value) in headers {
+                let (n, v) = (name.as_str().len(), value.as_bytes().len());
+                fits &= n <= u16::MAX as usize && v <= u16::MAX as usize;
+                len += 5 + n + v;
+            }
+        }
+        if !fits {
+            return Head::Cloned(Box::new((uri.clone(), headers.clone())));
+        }
+        let parts = [
+            scheme.as_bytes(),
+            sep.as_bytes(),
+            authority.as_bytes(),
+            path.as_bytes(),
+        ];
+        if len <= INLINE {
+            let mut buf = [0u8; INLINE];
+            pack(&mut buf, uri_len, parts, headers);
+            Head::Inline {
+                len: len as u16,
+                buf,
+            }
+        } else {
+            let mut buf = vec![0u8; len].into_boxed_slice();
+            pack(&mut buf, uri_len, parts, headers);
+            Head::Spilled(buf)
+        }
+    }
+
+    fn unpack(self) -> Option<(Uri, HeaderMap)> {
+        let packed = match &self {
+            Head::Inline { len, buf } => &buf[..*len as usize],
+            Head::Spilled(buf) => &buf[..],
+            Head::Cloned(_) => {
+                let Head::Cloned(cloned) = self else {
+                    unreachable!()
+                };
+                return Some(*cloned);
+            }
+        };
+        let mut r = Reader(packed);
+        let uri_len = r.u16()?;
+        let uri = Uri::try_from(r.take(uri_len)?).ok()?;
+        let mut headers = HeaderMap::new();
+        while !r.0.is_empty() {
+            let flags = r.take(1)?[0];
+            let (n, v) = (r.u16()?, r.u16()?);
+            let name = HeaderName::from_bytes(r.take(n)?).ok()?;
+            let mut value = HeaderValue::from_bytes(r.take(v)?).ok()?;
+            value.set_sensitive(flags & SENSITIVE != 0);
+            headers.append(name, value);
+        }
+        Some((uri, headers))
+    }
+}
+
+#[inline]
+fn pack(buf: &mut [u8], uri_len: usize, uri: [&[u8]; 4], headers: &HeaderMap) {
+    let mut w = Writer { buf, at: 0 };
+    w.put(&(uri_len as u16).to_le_bytes());
+    for part in uri {
+        w.put(part);
+    }
+    if !headers.is_empty() {
+        for (name, value) in headers {
+            let (name, bytes) = (name.as_str().as_bytes(), value.as_bytes());
+            w.put(&[if value.is_sensitive() { SENSITIVE } else { 0 }]);
+            w.put(&(name.len() as u16).to_le_bytes());
+            w.put(&(bytes.len() as u16).to_le_bytes());
+            w.put(name);
+            w.put(bytes);
+        }
+    }
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.0.len() {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u16(&mut self) -> Option<usize> {
+        let b = self.take(2)?;
+        Some(u16::from_le_bytes([b[0], b[1]]) as usize)
+    }
 }
 
 /// Whether a copy made by [`try_clone_request`] can be sent now. Only a [`ReplayableBody`]
@@ -326,6 +529,98 @@ mod tests {
         assert!(can_replay(&copy));
         assert!(try_clone_request(&Request::new(String::from("s"))).is_some());
         assert!(try_clone_request(&Request::new(Empty::<Bytes>::new())).is_some());
+    }
+
+    fn round_trip(req: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+        let copy = ReplayCopy::of(req).expect("cloneable body");
+        assert!(copy.can_replay());
+        copy.into_request().expect("parses back")
+    }
+
+    fn same_head(a: &Request<Full<Bytes>>, b: &Request<Full<Bytes>>) {
+        assert_eq!(a.method(), b.method());
+        assert_eq!(a.uri(), b.uri());
+        assert_eq!(a.uri().to_string(), b.uri().to_string());
+        assert_eq!(a.version(), b.version());
+        let pairs = |r: &Request<Full<Bytes>>| {
+            r.headers()
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone(), v.is_sensitive()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pairs(a), pairs(b));
+        assert_eq!(a.headers().len(), b.headers().len());
+    }
+
+    #[test]
+    fn replay_copy_gives_the_same_request_back() {
+        let data = Bytes::from(vec![7u8; 1 << 20]);
+        let mut secret = HeaderValue::from_static("token");
+        secret.set_sensitive(true);
+        let mut req = Request::builder()
+            .method("PATCH")
+            .uri("https://api.example:8443/v1/x?a=1&b=%20")
+            .version(http::Version::HTTP_2)
+            .header("content-type", "application/json")
+            .header("x-multi", "1")
+            .header("accept", "*/*")
+            .header("x-multi", "2")
+            .header("x-obs", HeaderValue::from_bytes(b"caf\xe9\t!").unwrap())
+            .header("x-secret", secret)
+            .extension(42u32)
+            .body(Full::new(data.clone()))
+            .unwrap();
+        let back = round_trip(&req);
+        same_head(&req, &back);
+        assert_eq!(back.extensions().get::<u32>(), Some(&42));
+        assert!(back.headers()["x-secret"].is_sensitive());
+        assert_eq!(
+            back.headers().get_all("x-multi").iter().collect::<Vec<_>>(),
+            ["1", "2"]
+        );
+        // spilled: more than fits inline
+        req.headers_mut()
+            .insert("x-long", HeaderValue::from_str(&"v".repeat(300)).unwrap());
+        same_head(&req, &round_trip(&req));
+        // cloned: a value too long for the packed layout
+        req.headers_mut().insert(
+            "x-huge",
+            HeaderValue::from_str(&"h".repeat(70_000)).unwrap(),
+        );
+        same_head(&req, &round_trip(&req));
+    }
+
+    #[test]
+    fn replay_copy_of_every_uri_form() {
+        for uri in [
+            "/",
+            "/v1/models?x=1",
+            "*",
+            "api.example:443",
+            "http://127.0.0.1:8080",
+            "https://api.azerion.ai/v1/chat/completions",
+            "https://[::1]:8443/p",
+            "custom+scheme://host/path",
+        ] {
+            let req = Request::builder()
+                .uri(uri)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            same_head(&req, &round_trip(&req));
+        }
+        let req = Request::new(Full::new(Bytes::new()));
+        same_head(&req, &round_trip(&req));
+    }
+
+    #[test]
+    fn replay_copy_of_a_stream_waits_for_the_original() {
+        let req = Request::new(stream(&[b"ab"]));
+        let copy = ReplayCopy::of(&req).unwrap();
+        assert!(!copy.can_replay());
+        futures_util::FutureExt::now_or_never(req.into_body().collect())
+            .unwrap()
+            .unwrap();
+        assert!(copy.can_replay());
     }
 
     #[test]

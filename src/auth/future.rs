@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::service::{replay_copy, Shared};
 use crate::cache::{Current, LoadFuture};
-use crate::replay::can_replay;
+use crate::replay::ReplayCopy;
 use crate::KeyError;
 
 /// What a sent request needs to handle a 401: which key it carried and, when it can be
@@ -19,16 +19,20 @@ use crate::KeyError;
 pub(crate) struct Sent<S, B> {
     shared: Arc<Shared<S>>,
     generation: u64,
-    copy: Option<Request<B>>,
+    copy: Option<ReplayCopy<B>>,
 }
 
-impl<S, B: 'static> Sent<S, B> {
+impl<S, B> Sent<S, B> {
     #[inline(always)]
-    pub(crate) fn new(shared: &Arc<Shared<S>>, generation: u64, req: &Request<B>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared<S>>,
+        generation: u64,
+        copy: Option<ReplayCopy<B>>,
+    ) -> Self {
         Sent {
-            shared: shared.clone(),
+            shared,
             generation,
-            copy: replay_copy(&shared.config, req),
+            copy,
         }
     }
 }
@@ -44,15 +48,19 @@ impl<S: Clone, B: 'static> Sent<S, B> {
                 return None;
             }
         };
-        let mut copy = self.copy?;
+        let copy = self.copy?;
         if !self.shared.cache.is_new_key(self.generation, &current) {
             return None; // the key that was just rejected: replaying would only be rejected again
         }
-        if !can_replay(&copy) {
+        if !copy.can_replay() {
             tracing::debug!("401 not replayed: the request body cannot be sent again");
             return None;
         }
         let service = self.shared.replay_service()?;
+        let Some(mut copy) = copy.into_request() else {
+            tracing::debug!("401 not replayed: the request head did not parse back");
+            return None;
+        };
         tracing::debug!(
             fingerprint = current.key.fingerprint(),
             "replaying after 401"
@@ -165,18 +173,18 @@ where
 {
     type Output = Result<Response<ResBody>, BoxError>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
-        // The hot path, kept small enough to inline: a response that is not a 401 to our key.
+        // The hot path, small enough to inline: a response that is not a 401 to our key. The
+        // replay copy stays where it is (dropped with the future), not moved out to be dropped.
         if let StateProj::Sending { fut, sent } = state.as_mut().project() {
             let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-            match sent.take() {
-                Some(sent) if response.status() == StatusCode::UNAUTHORIZED => {
-                    state.set(unauthorized(response, sent));
-                }
-                _ => return Poll::Ready(Ok(response)),
+            if response.status() != StatusCode::UNAUTHORIZED || sent.is_none() {
+                return Poll::Ready(Ok(response));
             }
+            let sent = sent.take().expect("checked above");
+            state.set(unauthorized(response, sent));
         }
         poll_after_send(state, cx)
     }
@@ -261,7 +269,8 @@ where
                 else {
                     unreachable!()
                 };
-                let sent = Sent::new(&shared, current.generation, &req);
+                let copy = replay_copy(&shared.config, &req);
+                let sent = Sent::new(shared, current.generation, copy);
                 req.headers_mut()
                     .insert(AUTHORIZATION, current.key.header_value().clone());
                 return Poll::Ready(Ok(Step::Send(inner.call(req), Some(sent))));

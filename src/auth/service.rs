@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::future::{ResponseFuture, Sent};
 use super::scope::Scope;
 use crate::cache::{Current, KeyCache};
-use crate::replay::try_clone_request;
+use crate::replay::ReplayCopy;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -141,26 +141,37 @@ where
     }
 
     #[inline(always)]
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let config = &self.shared.config;
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let shared = &*self.shared;
+        let config = &*shared.config;
         if let Err(refused) = config.scope.check(&req) {
             return ResponseFuture::failed(refused.into());
         }
-        if !config.override_existing && req.headers().contains_key(AUTHORIZATION) {
+        // `is_empty` is inline; `contains_key` is a call: most requests skip it.
+        if !req.headers().is_empty()
+            && !config.override_existing
+            && req.headers().contains_key(AUTHORIZATION)
+        {
             return ResponseFuture::sending(self.inner.call(req), None);
         }
-        let epoch = self.shared.cache.epoch();
-        if let Some(header) = self.local.usable(epoch) {
-            let header = header.clone();
-            let generation = self.local.generation;
-            return self.send(req, header, generation);
-        }
-        self.call_slow(req, epoch)
+        let epoch = shared.cache.epoch();
+        let Some(header) = self.local.usable(epoch) else {
+            return self.call_slow(req, epoch);
+        };
+        // Built in the order the future holds them, each written once, so the request and the
+        // replay copy are not moved through temporaries.
+        let copy = if config.retry_on_unauthorized {
+            ReplayCopy::of(&req)
+        } else {
+            None
+        };
+        req.headers_mut().insert(AUTHORIZATION, header.clone());
+        let sent = Sent::new(self.shared.clone(), self.local.generation, copy);
+        ResponseFuture::sending(self.inner.call(req), Some(sent))
     }
 }
 
 impl<S: Clone> BearerAuth<S> {
-    #[inline(always)]
     fn send<B: 'static>(
         &mut self,
         mut req: Request<B>,
@@ -170,8 +181,9 @@ impl<S: Clone> BearerAuth<S> {
     where
         S: Service<Request<B>>,
     {
-        let sent = Sent::new(&self.shared, generation, &req);
+        let copy = replay_copy(&self.shared.config, &req);
         req.headers_mut().insert(AUTHORIZATION, header);
+        let sent = Sent::new(self.shared.clone(), generation, copy);
         ResponseFuture::sending(self.inner.call(req), Some(sent))
     }
 
@@ -243,10 +255,10 @@ impl<S: fmt::Debug> fmt::Debug for BearerAuth<S> {
     }
 }
 
-// `Sent::new` needs the request before the header goes on it.
-pub(crate) fn replay_copy<B: 'static>(config: &Config, req: &Request<B>) -> Option<Request<B>> {
+/// The copy a 401 replay needs, taken before the header goes on the request.
+pub(crate) fn replay_copy<B: 'static>(config: &Config, req: &Request<B>) -> Option<ReplayCopy<B>> {
     if config.retry_on_unauthorized {
-        try_clone_request(req)
+        ReplayCopy::of(req)
     } else {
         None
     }

@@ -1,0 +1,122 @@
+//! What the benches share: the key, the inner service, the requests and the stacks compared.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use tower::{service_fn, Service, ServiceBuilder};
+use tower_bearer::{ApiKey, BearerAuthLayer, StaticKey};
+
+pub const KEY: &str = "sk-bench-0123456789abcdef0123456789";
+pub const URL: &str = "https://api.azerion.ai/v1/models";
+
+/// A GET with an empty body and no headers of its own, as the lead's first sketch built it.
+#[inline(never)]
+pub fn request() -> Request<Full<Bytes>> {
+    Request::get(URL).body(Full::new(Bytes::new())).unwrap()
+}
+
+/// A POST carrying two headers of its own (one standard, one custom).
+#[inline(never)]
+pub fn request_with_headers() -> Request<Full<Bytes>> {
+    Request::post(URL)
+        .header("content-type", "application/json")
+        .header("x-request-id", "4f1c2a")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// A POST whose body shares `body` (a reference count, as a client holding the bytes does).
+pub fn request_with_body(body: &Bytes) -> Request<Full<Bytes>> {
+    Request::post(URL).body(Full::new(body.clone())).unwrap()
+}
+
+/// The inner service of every stack: answers 200 at once, like a client with the answer ready.
+pub async fn ok<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+    std::hint::black_box(&req);
+    Ok(Response::new(Full::new(Bytes::new())))
+}
+
+pub fn bare() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
+       + Send {
+    service_fn(ok::<Full<Bytes>>)
+}
+
+pub fn tower_http() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
+       + Send {
+    ServiceBuilder::new()
+        .layer(tower_http::auth::AddAuthorizationLayer::bearer(KEY))
+        .service(service_fn(ok::<Full<Bytes>>))
+}
+
+pub fn layer(retry: bool) -> BearerAuthLayer {
+    BearerAuthLayer::new(StaticKey::new(ApiKey::new(KEY).unwrap())).retry_on_unauthorized(retry)
+}
+
+/// `BearerAuth` with the key already cached (one request sent).
+pub fn tower_bearer(
+    retry: bool,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = tower::BoxError,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, tower::BoxError>> + Send,
+> + Clone
+       + Send {
+    let mut svc = ServiceBuilder::new()
+        .layer(layer(retry))
+        .service(service_fn(ok::<Full<Bytes>>));
+    warm(&mut svc);
+    svc
+}
+
+/// Sends one request, so a key is cached and a clone's local copy of it is filled.
+pub fn warm<S, E>(svc: &mut S)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E>,
+    E: std::fmt::Debug,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        svc.call(request()).await.unwrap();
+    });
+}
+
+/// One request through `svc` without a runtime: `poll_ready`, `call`, one poll of a future
+/// that is ready at once. The cheapest driver, for instruction and allocation counts.
+#[inline(always)]
+pub fn send_now<S, E>(svc: &mut S, req: Request<Full<Bytes>>) -> Response<Full<Bytes>>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E>,
+    E: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(r) => r.unwrap(),
+        Poll::Pending => panic!("service not ready"),
+    }
+    let fut = pin!(svc.call(req));
+    match fut.poll(&mut cx) {
+        Poll::Ready(r) => r.unwrap(),
+        Poll::Pending => panic!("inner service not ready at once"),
+    }
+}

@@ -69,7 +69,7 @@ pub(crate) struct ReplayCopy<B> {
 
 impl<B: 'static> ReplayCopy<B> {
     /// A copy of `req`, if its body can be had again. See the module docs.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn of(req: &Request<B>) -> Option<Self> {
         let body = try_clone_body(req.body())?;
         Some(ReplayCopy {
@@ -112,8 +112,8 @@ const INLINE: usize = 124;
 
 /// The URI and headers of a [`ReplayCopy`].
 ///
-/// Packed layout: URI length (u16 LE), URI text, then per header value: flags (1 = sensitive),
-/// name length and value length (u16 LE each), name, value; in `HeaderMap::iter` order.
+/// Packed layout: the URI as [`PackedUri`], then per header value: flags (1 = sensitive), name
+/// length and value length (u16 LE each), name, value; in `HeaderMap::iter` order.
 enum Head {
     Inline {
         len: u16,
@@ -127,15 +127,21 @@ enum Head {
 const SENSITIVE: u8 = 1;
 
 impl Head {
-    #[inline]
+    #[inline(always)]
     fn of(uri: &Uri, headers: &HeaderMap) -> Head {
-        let scheme = uri.scheme_str().unwrap_or("");
+        // The scheme as a tag: no copy for http and https.
+        let (tag, other) = match uri.scheme_str() {
+            None => (NO_SCHEME, ""),
+            Some("https") => (HTTPS, ""),
+            Some("http") => (HTTP, ""),
+            Some(other) => (OTHER_SCHEME, other),
+        };
         let authority = uri.authority().map_or("", |a| a.as_str());
         let path = uri.path_and_query().map_or("", |p| p.as_str());
-        let sep = if scheme.is_empty() { "" } else { "://" };
-        let uri_len = scheme.len() + sep.len() + authority.len() + path.len();
-        let mut len = 2 + uri_len;
-        let mut fits = uri_len != 0 && uri_len <= u16::MAX as usize;
+        let text =
+            if other.is_empty() { 0 } else { other.len() + 3 } + authority.len() + path.len();
+        let mut len = 3 + text;
+        let mut fits = text <= u16::MAX as usize && (text != 0 || tag != NO_SCHEME);
         if !headers.is_empty() {
             for (name, value) in headers {
                 let (n, v) = (name.as_str().len(), value.as_bytes().len());
@@ -146,22 +152,23 @@ impl Head {
         if !fits {
             return Head::Cloned(Box::new((uri.clone(), headers.clone())));
         }
-        let parts = [
-            scheme.as_bytes(),
-            sep.as_bytes(),
-            authority.as_bytes(),
-            path.as_bytes(),
-        ];
+        let packed = PackedUri {
+            tag,
+            other,
+            authority,
+            path,
+            text,
+        };
         if len <= INLINE {
             let mut buf = [0u8; INLINE];
-            pack(&mut buf, uri_len, parts, headers);
+            pack(&mut buf, &packed, headers);
             Head::Inline {
                 len: len as u16,
                 buf,
             }
         } else {
             let mut buf = vec![0u8; len].into_boxed_slice();
-            pack(&mut buf, uri_len, parts, headers);
+            pack(&mut buf, &packed, headers);
             Head::Spilled(buf)
         }
     }
@@ -178,8 +185,17 @@ impl Head {
             }
         };
         let mut r = Reader(packed);
-        let uri_len = r.u16()?;
-        let uri = Uri::try_from(r.take(uri_len)?).ok()?;
+        let tag = r.take(1)?[0];
+        let text_len = r.u16()?;
+        let prefix: &[u8] = match tag {
+            HTTP => b"http://",
+            HTTPS => b"https://",
+            _ => b"",
+        };
+        let mut text = Vec::with_capacity(prefix.len() + text_len);
+        text.extend_from_slice(prefix);
+        text.extend_from_slice(r.take(text_len)?);
+        let uri = Uri::try_from(text).ok()?;
         let mut headers = HeaderMap::new();
         while !r.0.is_empty() {
             let flags = r.take(1)?[0];
@@ -193,19 +209,42 @@ impl Head {
     }
 }
 
-#[inline]
-fn pack(buf: &mut [u8], uri_len: usize, uri: [&[u8]; 4], headers: &HeaderMap) {
+const NO_SCHEME: u8 = 0;
+const HTTP: u8 = 1;
+const HTTPS: u8 = 2;
+/// A scheme other than http and https: written out, with its `://`, before the authority.
+const OTHER_SCHEME: u8 = 3;
+
+/// A URI's parts as [`pack`] writes them: `tag`, the text length (u16 LE), then the text
+/// (`other://` if the scheme is neither http nor https, authority, path and query).
+struct PackedUri<'a> {
+    tag: u8,
+    other: &'a str,
+    authority: &'a str,
+    path: &'a str,
+    text: usize,
+}
+
+#[inline(always)]
+fn pack(buf: &mut [u8], uri: &PackedUri<'_>, headers: &HeaderMap) {
     let mut w = Writer { buf, at: 0 };
-    w.put(&(uri_len as u16).to_le_bytes());
-    for part in uri {
-        w.put(part);
+    let len = (uri.text as u16).to_le_bytes();
+    w.put(&[uri.tag, len[0], len[1]]);
+    if !uri.other.is_empty() {
+        w.put(uri.other.as_bytes());
+        w.put(b"://");
     }
+    w.put(uri.authority.as_bytes());
+    w.put(uri.path.as_bytes());
     if !headers.is_empty() {
         for (name, value) in headers {
             let (name, bytes) = (name.as_str().as_bytes(), value.as_bytes());
-            w.put(&[if value.is_sensitive() { SENSITIVE } else { 0 }]);
-            w.put(&(name.len() as u16).to_le_bytes());
-            w.put(&(bytes.len() as u16).to_le_bytes());
+            let (n, v) = (
+                (name.len() as u16).to_le_bytes(),
+                (bytes.len() as u16).to_le_bytes(),
+            );
+            let flags = if value.is_sensitive() { SENSITIVE } else { 0 };
+            w.put(&[flags, n[0], n[1], v[0], v[1]]);
             w.put(name);
             w.put(bytes);
         }

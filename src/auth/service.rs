@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use tokio::time::Instant;
@@ -69,12 +70,14 @@ impl LocalKey {
     fn update(&mut self, epoch: u64, current: &Current) {
         if self.generation != current.generation || self.header.is_none() {
             let source = current.key.header_value();
+            // A buffer with room to spare becomes a `Bytes` of the plain shared kind at once
+            // (one exactly full would be "promotable": each clone would first check its kind,
+            // and the first would convert it), so a request's clone is one reference count.
+            let mut buf = Vec::with_capacity(source.len() + 1);
+            buf.extend_from_slice(source.as_bytes());
             let mut own =
-                HeaderValue::from_bytes(source.as_bytes()).unwrap_or_else(|_| source.clone());
+                HeaderValue::from_maybe_shared(Bytes::from(buf)).unwrap_or_else(|_| source.clone());
             own.set_sensitive(true);
-            // The first clone of a freshly built header converts its buffer to a shared one;
-            // pay that here, once, not on the first request.
-            drop(own.clone());
             self.header = Some(own);
             self.generation = current.generation;
         }

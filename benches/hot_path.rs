@@ -1,79 +1,90 @@
 //! Per-request cost of the layer with a cached key, against a bare service and tower-http's
-//! static `AddAuthorizationLayer`. Requests are built fresh in each iteration, as a client does.
+//! static `AddAuthorizationLayer`, on the same inner service (answers 200 at once). Requests
+//! are built fresh in each iteration, as a client does; the futures run on a current-thread
+//! runtime. `cargo bench --bench hot_path`.
+//!
+//! - `per_request`: bare, tower-http, tower-bearer (retry on, the default, and off), for a
+//!   request with no headers of its own and one with two;
+//! - `body_size`: tower-http and tower-bearer (retry on) with `Full<Bytes>` bodies of 0 B to
+//!   1 MiB: the replay copy takes the body by reference count, so the overhead is flat.
+//!
+//! The ratios in BENCHMARKS.md come from `benches/interleaved.rs`, which alternates the stacks
+//! within each round; criterion runs one stack after the other.
 
-use std::convert::Infallible;
+mod common;
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use http::{Request, Response};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use http::Request;
 use http_body_util::Full;
-use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
-use tower_bearer::{ApiKey, BearerAuthLayer, StaticKey};
 
-const KEY: &str = "sk-bench-0123456789abcdef0123456789";
+use common::*;
 
-fn request() -> Request<Full<Bytes>> {
-    Request::get("https://api.azerion.ai/v1/models")
-        .body(Full::new(Bytes::new()))
-        .unwrap()
-}
-
-async fn ok(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    std::hint::black_box(&req);
-    Ok(Response::new(Full::new(Bytes::new())))
-}
-
-fn hot_path(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+fn per_request(c: &mut Criterion) {
+    let rt = runtime();
     let mut group = c.benchmark_group("per_request");
-
-    let mut bare = service_fn(ok);
-    group.bench_function("bare", |b| {
-        b.to_async(&rt).iter_batched(
-            request,
-            |req| {
-                let fut = bare.call(req);
+    for (label, make) in [
+        ("plain", request as fn() -> Request<Full<Bytes>>),
+        ("2_headers", request_with_headers),
+    ] {
+        let mut svc = bare();
+        group.bench_function(BenchmarkId::new("bare", label), |b| {
+            b.to_async(&rt).iter(|| {
+                let fut = call_now(&mut svc, make());
                 async move { fut.await.unwrap() }
-            },
-            BatchSize::SmallInput,
-        )
-    });
-
-    let mut static_auth = ServiceBuilder::new()
-        .layer(tower_http::auth::AddAuthorizationLayer::bearer(KEY))
-        .service(service_fn(ok));
-    group.bench_function("tower_http_static", |b| {
-        b.to_async(&rt).iter_batched(
-            request,
-            |req| {
-                let fut = static_auth.call(req);
+            })
+        });
+        let mut svc = tower_http();
+        group.bench_function(BenchmarkId::new("tower_http", label), |b| {
+            b.to_async(&rt).iter(|| {
+                let fut = call_now(&mut svc, make());
                 async move { fut.await.unwrap() }
-            },
-            BatchSize::SmallInput,
-        )
-    });
-
-    for retry in [true, false] {
-        let layer = BearerAuthLayer::new(StaticKey::new(ApiKey::new(KEY).unwrap()))
-            .retry_on_unauthorized(retry);
-        let mut bearer = ServiceBuilder::new().layer(layer).service(service_fn(ok));
-        rt.block_on(async { bearer.ready().await.unwrap().call(request()).await.unwrap() });
-        group.bench_function(format!("tower_bearer_retry_{retry}"), |b| {
-            b.to_async(&rt).iter_batched(
-                request,
-                |req| {
-                    let fut = bearer.call(req);
+            })
+        });
+        for retry in [true, false] {
+            let mut svc = tower_bearer(retry);
+            let name = if retry {
+                "tower_bearer"
+            } else {
+                "tower_bearer_retry_off"
+            };
+            group.bench_function(BenchmarkId::new(name, label), |b| {
+                b.to_async(&rt).iter(|| {
+                    let fut = call_now(&mut svc, make());
                     async move { fut.await.unwrap() }
-                },
-                BatchSize::SmallInput,
-            )
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn body_size(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("body_size");
+    for size in BODY_SIZES {
+        let body = body_of(size);
+        let mut svc = tower_http();
+        group.bench_function(BenchmarkId::new("tower_http", size), |b| {
+            b.to_async(&rt).iter(|| {
+                let fut = call_now(&mut svc, request_with_body(&body));
+                async move { fut.await.unwrap() }
+            })
+        });
+        let mut svc = tower_bearer(true);
+        group.bench_function(BenchmarkId::new("tower_bearer", size), |b| {
+            b.to_async(&rt).iter(|| {
+                let fut = call_now(&mut svc, request_with_body(&body));
+                async move { fut.await.unwrap() }
+            })
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, hot_path);
+criterion_group! {
+    name = benches;
+    config = criterion();
+    targets = per_request, body_size
+}
 criterion_main!(benches);

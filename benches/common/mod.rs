@@ -120,3 +120,106 @@ where
         Poll::Pending => panic!("inner service not ready at once"),
     }
 }
+
+/// `poll_ready` (each stack here is ready at once) and `call`: the future, for a runtime to
+/// drive. What criterion's async benches time.
+#[inline(always)]
+pub fn call_now<S, E>(svc: &mut S, req: Request<Full<Bytes>>) -> S::Future
+where
+    S: Service<Request<Full<Bytes>>, Error = E>,
+    E: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(r) => r.unwrap(),
+        Poll::Pending => panic!("service not ready"),
+    }
+    svc.call(req)
+}
+
+/// A current-thread runtime with time and I/O, as the benches' `to_async` uses.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Criterion settings that keep a whole bench binary to seconds, not minutes.
+pub fn criterion() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(40)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2))
+        .configure_from_args()
+}
+
+/// Body sizes of the body-size comparison.
+pub const BODY_SIZES: [usize; 4] = [0, 1024, 64 * 1024, 1024 * 1024];
+
+/// A body of `size` bytes, already in the shared form a client's cloned `Bytes` has.
+pub fn body_of(size: usize) -> Bytes {
+    let body = Bytes::from(vec![b'x'; size]);
+    drop(body.clone());
+    body
+}
+
+/// A hyper HTTP/1.1 server on 127.0.0.1 answering `200 ok` to everything, on the current
+/// runtime.
+pub async fn loopback_server() -> std::net::SocketAddr {
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A hyper-util client for `Full<Bytes>` bodies.
+pub fn client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+> {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector)
+}
+
+/// Polls every future to completion, all at once (no spawning, no allocation per poll).
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (fut, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match fut.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}

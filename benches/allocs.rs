@@ -65,6 +65,24 @@ where
     ((a1 - a0) as f64 / N as f64, (b1 - b0) as f64 / N as f64)
 }
 
+/// Allocations per request when each request goes through a fresh clone of `svc`
+/// (`svc.clone().oneshot(req)`, as handlers holding a shared client often do).
+fn count_cloned<S, E>(svc: &S, make: fn() -> Request<Full<Bytes>>) -> (f64, f64)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E> + Clone,
+    E: std::fmt::Debug,
+{
+    for _ in 0..100 {
+        drop(send_now(&mut svc.clone(), make()));
+    }
+    let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
+    for _ in 0..N {
+        drop(send_now(&mut svc.clone(), make()));
+    }
+    let (a1, b1) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
+    ((a1 - a0) as f64 / N as f64, (b1 - b0) as f64 / N as f64)
+}
+
 /// Allocations of building the request alone.
 fn count_build(make: fn() -> Request<Full<Bytes>>) -> (f64, f64) {
     let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
@@ -83,6 +101,26 @@ where
 {
     for _ in 0..n {
         drop(std::hint::black_box(send_now(svc, make())));
+    }
+}
+
+#[inline(never)]
+fn cloned_loop<S, E>(svc: &S, make: fn() -> Request<Full<Bytes>>, n: u64)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E> + Clone,
+    E: std::fmt::Debug,
+{
+    measured_loop_cloned(svc, make, n)
+}
+
+#[inline(never)]
+fn measured_loop_cloned<S, E>(svc: &S, make: fn() -> Request<Full<Bytes>>, n: u64)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E> + Clone,
+    E: std::fmt::Debug,
+{
+    for _ in 0..n {
+        drop(std::hint::black_box(send_now(&mut svc.clone(), make())));
     }
 }
 
@@ -107,6 +145,8 @@ fn run_loop(variant: &str, n: u64) {
         "tower_http" => measured_loop(&mut tower_http(), make, n),
         "retry_on" => measured_loop(&mut tower_bearer(true), make, n),
         "retry_off" => measured_loop(&mut tower_bearer(false), make, n),
+        "tower_http_cloned" => cloned_loop(&tower_http(), make, n),
+        "retry_on_cloned" => cloned_loop(&tower_bearer(true), make, n),
         other => panic!("unknown variant {other}: build, bare, tower_http, retry_on, retry_off"),
     }
 }
@@ -148,6 +188,14 @@ fn main() {
             (
                 "tower-bearer, retry off",
                 count(&mut tower_bearer(false), make),
+            ),
+            (
+                "tower-http, clone per request",
+                count_cloned(&tower_http(), make),
+            ),
+            (
+                "tower-bearer, clone per req.",
+                count_cloned(&tower_bearer(true), make),
             ),
         ];
         let (bare, tower_http) = (rows[0].1, rows[1].1);

@@ -49,7 +49,7 @@ static GLOBAL: Counting = Counting;
 const N: u64 = 10_000;
 
 /// Allocations (count, bytes) per request: building it, sending it, dropping the response.
-fn count<S, E>(svc: &mut S, make: fn() -> Request<Full<Bytes>>) -> (f64, f64)
+fn count<S, E>(svc: &mut S, make: Make) -> (f64, f64)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E>,
     E: std::fmt::Debug,
@@ -67,7 +67,7 @@ where
 
 /// Allocations per request when each request goes through a fresh clone of `svc`
 /// (`svc.clone().oneshot(req)`, as handlers holding a shared client often do).
-fn count_cloned<S, E>(svc: &S, make: fn() -> Request<Full<Bytes>>) -> (f64, f64)
+fn count_cloned<S, E>(svc: &S, make: Make) -> (f64, f64)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E> + Clone,
     E: std::fmt::Debug,
@@ -84,7 +84,7 @@ where
 }
 
 /// Allocations of building the request alone.
-fn count_build(make: fn() -> Request<Full<Bytes>>) -> (f64, f64) {
+fn count_build(make: Make) -> (f64, f64) {
     let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
     for _ in 0..N {
         drop(std::hint::black_box(make()));
@@ -94,7 +94,7 @@ fn count_build(make: fn() -> Request<Full<Bytes>>) -> (f64, f64) {
 }
 
 #[inline(never)]
-fn measured_loop<S, E>(svc: &mut S, make: fn() -> Request<Full<Bytes>>, n: u64)
+fn measured_loop<S, E>(svc: &mut S, make: Make, n: u64)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E>,
     E: std::fmt::Debug,
@@ -105,7 +105,7 @@ where
 }
 
 #[inline(never)]
-fn cloned_loop<S, E>(svc: &S, make: fn() -> Request<Full<Bytes>>, n: u64)
+fn cloned_loop<S, E>(svc: &S, make: Make, n: u64)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E> + Clone,
     E: std::fmt::Debug,
@@ -114,7 +114,7 @@ where
 }
 
 #[inline(never)]
-fn measured_loop_cloned<S, E>(svc: &S, make: fn() -> Request<Full<Bytes>>, n: u64)
+fn measured_loop_cloned<S, E>(svc: &S, make: Make, n: u64)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E> + Clone,
     E: std::fmt::Debug,
@@ -125,8 +125,7 @@ where
 }
 
 fn run_loop(variant: &str, n: u64) {
-    let (name, make): (&str, fn() -> Request<Full<Bytes>>) = match variant.strip_suffix("+headers")
-    {
+    let (name, make): (&str, Make) = match variant.strip_suffix("+headers") {
         Some(name) => (name, request_with_headers),
         None => (variant, request),
     };
@@ -168,10 +167,7 @@ fn main() {
 
     println!("heap allocations per request (built, sent, response dropped); {N} requests each");
     for (label, make) in [
-        (
-            "no headers of its own",
-            request as fn() -> Request<Full<Bytes>>,
-        ),
+        ("no headers of its own", request as Make),
         ("2 headers of its own", request_with_headers),
     ] {
         let build = count_build(make);

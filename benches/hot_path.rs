@@ -13,10 +13,7 @@
 
 mod common;
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use http::Request;
-use http_body_util::Full;
 
 use common::*;
 
@@ -24,7 +21,7 @@ fn per_request(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("per_request");
     for (label, make) in [
-        ("plain", request as fn() -> Request<Full<Bytes>>),
+        ("plain", request as Make),
         ("2_headers", request_with_headers),
     ] {
         let mut svc = bare();

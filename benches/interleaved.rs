@@ -75,14 +75,23 @@ fn interleave(rounds: usize, timed: &mut [&mut dyn FnMut() -> f64]) -> Vec<Vec<f
 fn hot(rounds: usize) {
     const BATCH: u32 = 2_000;
     for (label, make) in [
-        ("no headers of its own", &request as &dyn Fn() -> Request<Full<Bytes>>),
+        (
+            "no headers of its own",
+            &request as &dyn Fn() -> Request<Full<Bytes>>,
+        ),
         ("2 headers of its own", &request_with_headers),
     ] {
         let mut stacks: Vec<(&str, Box<dyn Stack>)> = vec![
             ("bare", Box::new(Driven(bare()))),
             ("tower_http", Box::new(Driven(tower_http()))),
-            ("tower_bearer (retry on)", Box::new(Driven(tower_bearer(true)))),
-            ("tower_bearer retry off", Box::new(Driven(tower_bearer(false)))),
+            (
+                "tower_bearer (retry on)",
+                Box::new(Driven(tower_bearer(true))),
+            ),
+            (
+                "tower_bearer retry off",
+                Box::new(Driven(tower_bearer(false))),
+            ),
         ];
         let names: Vec<&str> = stacks.iter().map(|s| s.0).collect();
         let mut closures: Vec<Box<dyn FnMut() -> f64 + '_>> = stacks
@@ -206,7 +215,11 @@ fn e2e(rounds: usize) {
     let rt = runtime();
     let addr = rt.block_on(loopback_server());
     let url = format!("http://{addr}/v1/models");
-    let make = || Request::get(url.as_str()).body(Full::new(Bytes::new())).unwrap();
+    let make = || {
+        Request::get(url.as_str())
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
     let mut plain = client();
     let mut layered = ServiceBuilder::new().layer(layer(true)).service(client());
 
@@ -259,14 +272,15 @@ fn e2e(rounds: usize) {
                 rt.block_on(async {
                     let start = Instant::now();
                     for _ in 0..BATCHES {
-                        let futs: Vec<_> = (0..CONCURRENCY)
-                            .map(|_| {
-                                let fut = call_now($svc, make());
-                                async move {
-                                    fut.await.unwrap().into_body().collect().await.unwrap()
-                                }
-                            })
-                            .collect();
+                        let futs: Vec<_> =
+                            (0..CONCURRENCY)
+                                .map(|_| {
+                                    let fut = call_now($svc, make());
+                                    async move {
+                                        fut.await.unwrap().into_body().collect().await.unwrap()
+                                    }
+                                })
+                                .collect();
                         join_all(futs).await;
                     }
                     start.elapsed().as_nanos() as f64 / (BATCHES * CONCURRENCY) as f64

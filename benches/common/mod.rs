@@ -12,6 +12,9 @@ use http_body_util::Full;
 use tower::{service_fn, Service, ServiceBuilder};
 use tower_bearer::{ApiKey, BearerAuthLayer, StaticKey};
 
+/// Builds a fresh request.
+pub type Make = fn() -> Request<Full<Bytes>>;
+
 pub const KEY: &str = "sk-bench-0123456789abcdef0123456789";
 pub const URL: &str = "https://api.azerion.ai/v1/models";
 
@@ -258,4 +261,3 @@ where
         end - start
     })
 }
-

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -21,23 +22,51 @@ pub(crate) struct Config {
     pub(crate) retry_on_unauthorized: bool,
 }
 
-/// What one service and its response futures share. One per clone of [`BearerAuth`], so the
-/// reference count that every request touches is never contended between clones.
+/// What one service and its response futures share. One per long-lived clone of
+/// [`BearerAuth`], so the reference count that every request touches is not contended between
+/// clones on different threads; a fresh clone borrows its parent's for its first requests.
 pub(crate) struct Shared<S> {
     pub(crate) cache: Arc<KeyCache>,
     pub(crate) config: Arc<Config>,
-    /// A clone of the inner service for replays, taken on the first slow-path call.
+    /// A clone of the inner service for replays, taken on the first slow-path call (or the
+    /// first clone).
     replay_service: Mutex<Option<S>>,
+    /// `replay_service` is set: no lock to take to check.
+    has_replay_service: AtomicBool,
+}
+
+impl<S> Shared<S> {
+    fn new(cache: Arc<KeyCache>, config: Arc<Config>) -> Self {
+        Shared {
+            cache,
+            config,
+            replay_service: Mutex::new(None),
+            has_replay_service: AtomicBool::new(false),
+        }
+    }
 }
 
 impl<S: Clone> Shared<S> {
     pub(crate) fn replay_service(&self) -> Option<S> {
         self.replay_service.lock().ok()?.clone()
     }
+
+    fn keep_replay_service(&self, inner: &S) {
+        if self.has_replay_service.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(mut slot) = self.replay_service.lock() {
+            if slot.is_none() {
+                *slot = Some(inner.clone());
+            }
+            self.has_replay_service.store(true, Ordering::Release);
+        }
+    }
 }
 
-/// This clone's copy of the current header. Its own allocation, so its reference count is
-/// touched by this clone's requests only.
+/// This clone's copy of the current header. Once the clone has its own [`Shared`], its own
+/// allocation, so its reference count is touched by this clone's requests only.
+#[derive(Clone)]
 struct LocalKey {
     epoch: u64,
     generation: u64,
@@ -67,8 +96,12 @@ impl LocalKey {
         self.header.as_ref()
     }
 
-    fn update(&mut self, epoch: u64, current: &Current) {
-        if self.generation != current.generation || self.header.is_none() {
+    fn update(&mut self, epoch: u64, current: &Current, own: bool) {
+        if !own {
+            // A borrowing clone, maybe for one request: the cache's header, by reference count.
+            self.header = Some(current.key.header_value().clone());
+            self.generation = current.generation;
+        } else if self.generation != current.generation || self.header.is_none() {
             let source = current.key.header_value();
             // A buffer with room to spare becomes a `Bytes` of the plain shared kind at once
             // (one exactly full would be "promotable": each clone would first check its kind,
@@ -97,18 +130,22 @@ pub struct BearerAuth<S> {
     inner: S,
     shared: Arc<Shared<S>>,
     local: LocalKey,
+    /// Requests left before this clone stops borrowing its parent's [`Shared`] and header and
+    /// makes its own; 0 once it has them. A clone made for one request (`clone().oneshot()`)
+    /// so costs no allocation; a long-lived one soon stops sharing reference counts.
+    borrowing: u32,
 }
+
+/// Requests a clone sends on its parent's [`Shared`] and header before making its own.
+const BORROW_FOR: u32 = 8;
 
 impl<S> BearerAuth<S> {
     pub(crate) fn new(inner: S, cache: Arc<KeyCache>, config: Arc<Config>) -> Self {
         BearerAuth {
             inner,
-            shared: Arc::new(Shared {
-                cache,
-                config,
-                replay_service: Mutex::new(None),
-            }),
+            shared: Arc::new(Shared::new(cache, config)),
             local: LocalKey::EMPTY,
+            borrowing: 0,
         }
     }
 
@@ -145,6 +182,9 @@ where
 
     #[inline(always)]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if self.borrowing != 0 {
+            self.count_borrowed();
+        }
         let shared = &*self.shared;
         let config = &*shared.config;
         if let Err(refused) = config.scope.check(&req) {
@@ -195,11 +235,7 @@ impl<S: Clone> BearerAuth<S> {
     where
         S: Service<Request<B>>,
     {
-        if let Ok(mut slot) = self.shared.replay_service.lock() {
-            if slot.is_none() {
-                *slot = Some(self.inner.clone());
-            }
-        }
+        self.shared.keep_replay_service(&self.inner);
         let cache = self.shared.cache.clone();
         match cache.current() {
             Some(current) => {
@@ -207,7 +243,7 @@ impl<S: Clone> BearerAuth<S> {
                     // This request refreshes; every other one keeps the current key meanwhile.
                     return self.call_after_load(req, Box::pin(cache.refresh()));
                 }
-                self.local.update(epoch, &current);
+                self.local.update(epoch, &current, self.borrowing == 0);
                 let header = self
                     .local
                     .header
@@ -234,16 +270,51 @@ impl<S: Clone> BearerAuth<S> {
     }
 }
 
+impl<S> BearerAuth<S> {
+    /// One more request on the parent's [`Shared`]; at the last, this clone makes its own.
+    #[cold]
+    fn count_borrowed(&mut self) {
+        self.borrowing -= 1;
+        if self.borrowing == 0 {
+            self.shared = Arc::new(Shared::new(
+                self.shared.cache.clone(),
+                self.shared.config.clone(),
+            ));
+            // The next call takes the slow path once: its own header, its own replay service.
+            self.local = LocalKey::EMPTY;
+        }
+    }
+}
+
 impl<S: Clone> Clone for BearerAuth<S> {
+    /// A clone shares the key cache. It starts on its parent's [`Shared`] and header (reference
+    /// counts, no allocation) and makes its own after a few requests.
     fn clone(&self) -> Self {
+        let mut local = self.local.clone();
+        let cache = &self.shared.cache;
+        let epoch = cache.epoch();
+        if local.epoch != epoch || local.header.is_none() {
+            // The parent never sent a request (a template, cloned for each one) or its copy is
+            // stale: take the cache's key, so the clone's request takes the hot path. The
+            // epoch is read first: a key stored meanwhile leaves the copy stale, not wrong. The
+            // clock is checked per request if the key has a refresh hint, as no timer has been
+            // seen to have not fired.
+            if let Some(current) = cache.current() {
+                local = LocalKey {
+                    epoch,
+                    generation: current.generation,
+                    header: Some(current.key.header_value().clone()),
+                    due_at: current.refresh_at,
+                };
+            }
+        }
+        // Replays need a service; the parent may never have taken one.
+        self.shared.keep_replay_service(&self.inner);
         BearerAuth {
             inner: self.inner.clone(),
-            shared: Arc::new(Shared {
-                cache: self.shared.cache.clone(),
-                config: self.shared.config.clone(),
-                replay_service: Mutex::new(None),
-            }),
-            local: LocalKey::EMPTY,
+            shared: self.shared.clone(),
+            local,
+            borrowing: BORROW_FOR,
         }
     }
 }
@@ -264,5 +335,140 @@ pub(crate) fn replay_copy<B: 'static>(config: &Config, req: &Request<B>) -> Opti
         ReplayCopy::of(req)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::AtomicUsize;
+
+    use bytes::Bytes;
+    use http::{Response, StatusCode};
+    use http_body_util::Full;
+    use tower::{service_fn, Layer, ServiceExt};
+
+    use super::*;
+    use crate::{ApiKey, BearerAuthLayer, KeyFuture, KeySource};
+
+    /// Key `n` on the n-th load.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl KeySource for Counting {
+        fn load(&self) -> KeyFuture<'_> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move { ApiKey::new(format!("sk-clone-test-key-{n:04}")) })
+        }
+    }
+
+    /// Accepts only the newest key it has seen loaded (`accept`), answers 401 to any other.
+    fn api(
+        accept: Arc<Mutex<String>>,
+        seen: Arc<Mutex<Vec<String>>>,
+    ) -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone {
+        service_fn(move |req: Request<Full<Bytes>>| {
+            let token = req.headers()[AUTHORIZATION].to_str().unwrap().to_owned();
+            seen.lock().unwrap().push(token.clone());
+            let ok = *accept.lock().unwrap() == token;
+            let mut res = Response::new(Full::new(Bytes::new()));
+            if !ok {
+                *res.status_mut() = StatusCode::UNAUTHORIZED;
+            }
+            std::future::ready(Ok(res))
+        })
+    }
+
+    fn req() -> Request<Full<Bytes>> {
+        Request::post("https://api.example/v1/x")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn clones_of_a_template_that_never_sent_replay_after_a_401() {
+        let accept = Arc::new(Mutex::new("Bearer sk-clone-test-key-0001".to_owned()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = BearerAuthLayer::new(Counting::default());
+        let template = layer.layer(api(accept.clone(), seen.clone()));
+        // The first clone loads the key (slow path); later ones start from the cache's key.
+        for _ in 0..3 {
+            let res = template.clone().oneshot(req()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+        // The server moves to key 2: a fresh clone's request gets a 401, reloads, replays.
+        *accept.lock().unwrap() = "Bearer sk-clone-test-key-0002".to_owned();
+        let res = template.clone().oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.len(), 5, "{seen:?}");
+            assert!(seen[3].ends_with("0001") && seen[4].ends_with("0002"));
+        }
+        // And the next fresh clone starts on the new key: no 401 on the way.
+        let res = template.clone().oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 6, "{seen:?}");
+        assert!(seen[5].ends_with("0002"));
+    }
+
+    #[tokio::test]
+    async fn a_long_lived_clone_makes_its_own_copy_and_follows_rotations() {
+        let accept = Arc::new(Mutex::new("Bearer sk-clone-test-key-0001".to_owned()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = BearerAuthLayer::new(Counting::default());
+        let mut parent = layer.layer(api(accept.clone(), seen.clone()));
+        parent.ready().await.unwrap().call(req()).await.unwrap();
+        let mut clone = parent.clone();
+        assert!(
+            Arc::ptr_eq(&clone.shared, &parent.shared),
+            "borrows at first"
+        );
+        for i in 0..(BORROW_FOR + 2) {
+            let res = clone.ready().await.unwrap().call(req()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "request {i}");
+        }
+        assert!(
+            !Arc::ptr_eq(&clone.shared, &parent.shared),
+            "its own after a few"
+        );
+        assert_eq!(clone.borrowing, 0);
+        // A rotation reaches the detached clone and its parent.
+        *accept.lock().unwrap() = "Bearer sk-clone-test-key-0002".to_owned();
+        layer.handle().rotate().await.unwrap();
+        for svc in [&mut clone, &mut parent] {
+            let res = svc.ready().await.unwrap().call(req()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert!(seen.lock().unwrap().last().unwrap().ends_with("0002"));
+        }
+        // A clone of a clone works too, and its 401 replays with a service of its own.
+        *accept.lock().unwrap() = "Bearer sk-clone-test-key-0003".to_owned();
+        let res = clone.clone().oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(seen.lock().unwrap().last().unwrap().ends_with("0003"));
+    }
+
+    #[tokio::test]
+    async fn a_clone_made_before_a_rotation_sends_the_new_key() {
+        let accept = Arc::new(Mutex::new("Bearer sk-clone-test-key-0001".to_owned()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = BearerAuthLayer::new(Counting::default());
+        let mut parent = layer.layer(api(accept.clone(), seen.clone()));
+        parent.ready().await.unwrap().call(req()).await.unwrap();
+        let clone = parent.clone();
+        *accept.lock().unwrap() = "Bearer sk-clone-test-key-0002".to_owned();
+        layer.handle().rotate().await.unwrap();
+        let res = clone.oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "no 401 on the way: {seen:?}");
+        assert!(seen[1].ends_with("0002"));
     }
 }

@@ -140,37 +140,30 @@ impl Head {
         let path = uri.path_and_query().map_or("", |p| p.as_str());
         let text =
             if other.is_empty() { 0 } else { other.len() + 3 } + authority.len() + path.len();
-        let mut len = 3 + text;
-        let mut fits = text <= u16::MAX as usize && (text != 0 || tag != NO_SCHEME);
-        if !headers.is_empty() {
-            for (name, value) in headers {
-                let (n, v) = (name.as_str().len(), value.as_bytes().len());
-                fits &= n <= u16::MAX as usize && v <= u16::MAX as usize;
-                len += 5 + n + v;
-            }
-        }
-        if !fits {
-            return Head::Cloned(Box::new((uri.clone(), headers.clone())));
-        }
-        let packed = PackedUri {
-            tag,
-            other,
-            authority,
-            path,
-            text,
-        };
-        if len <= INLINE {
+        if text <= u16::MAX as usize && (text != 0 || tag != NO_SCHEME) {
+            let packed = PackedUri {
+                tag,
+                other,
+                authority,
+                path,
+                text,
+            };
+            // One pass in the common case: it fits inline.
             let mut buf = [0u8; INLINE];
-            pack(&mut buf, &packed, headers);
-            Head::Inline {
-                len: len as u16,
-                buf,
+            if let Some(len) = pack(&mut buf, &packed, headers) {
+                return Head::Inline {
+                    len: len as u16,
+                    buf,
+                };
             }
-        } else {
-            let mut buf = vec![0u8; len].into_boxed_slice();
-            pack(&mut buf, &packed, headers);
-            Head::Spilled(buf)
+            if let Some(len) = packed_len(&packed, headers) {
+                let mut buf = vec![0u8; len].into_boxed_slice();
+                if pack(&mut buf, &packed, headers).is_some() {
+                    return Head::Spilled(buf);
+                }
+            }
         }
+        Head::Cloned(Box::new((uri.clone(), headers.clone())))
     }
 
     fn unpack(self) -> Option<(Uri, HeaderMap)> {
@@ -225,30 +218,44 @@ struct PackedUri<'a> {
     text: usize,
 }
 
+/// Writes the packed head into `buf`; `None` if it does not fit or a part is too long for
+/// its u16 length.
 #[inline(always)]
-fn pack(buf: &mut [u8], uri: &PackedUri<'_>, headers: &HeaderMap) {
+fn pack(buf: &mut [u8], uri: &PackedUri<'_>, headers: &HeaderMap) -> Option<usize> {
     let mut w = Writer { buf, at: 0 };
     let len = (uri.text as u16).to_le_bytes();
-    w.put(&[uri.tag, len[0], len[1]]);
+    w.put(&[uri.tag, len[0], len[1]])?;
     if !uri.other.is_empty() {
-        w.put(uri.other.as_bytes());
-        w.put(b"://");
+        w.put(uri.other.as_bytes())?;
+        w.put(b"://")?;
     }
-    w.put(uri.authority.as_bytes());
-    w.put(uri.path.as_bytes());
+    w.put(uri.authority.as_bytes())?;
+    w.put(uri.path.as_bytes())?;
     if !headers.is_empty() {
         for (name, value) in headers {
             let (name, bytes) = (name.as_str().as_bytes(), value.as_bytes());
-            let (n, v) = (
-                (name.len() as u16).to_le_bytes(),
-                (bytes.len() as u16).to_le_bytes(),
-            );
+            let n = u16::try_from(name.len()).ok()?.to_le_bytes();
+            let v = u16::try_from(bytes.len()).ok()?.to_le_bytes();
             let flags = if value.is_sensitive() { SENSITIVE } else { 0 };
-            w.put(&[flags, n[0], n[1], v[0], v[1]]);
-            w.put(name);
-            w.put(bytes);
+            w.put(&[flags, n[0], n[1], v[0], v[1]])?;
+            w.put(name)?;
+            w.put(bytes)?;
         }
     }
+    Some(w.at)
+}
+
+/// The length [`pack`] needs; `None` if a part is too long for its u16 length.
+fn packed_len(uri: &PackedUri<'_>, headers: &HeaderMap) -> Option<usize> {
+    let mut len = 3 + uri.text;
+    for (name, value) in headers {
+        let (n, v) = (name.as_str().len(), value.as_bytes().len());
+        if n > u16::MAX as usize || v > u16::MAX as usize {
+            return None;
+        }
+        len += 5 + n + v;
+    }
+    Some(len)
 }
 
 struct Writer<'a> {
@@ -258,9 +265,11 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     #[inline(always)]
-    fn put(&mut self, bytes: &[u8]) {
-        self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
-        self.at += bytes.len();
+    fn put(&mut self, bytes: &[u8]) -> Option<()> {
+        let end = self.at + bytes.len();
+        self.buf.get_mut(self.at..end)?.copy_from_slice(bytes);
+        self.at = end;
+        Some(())
     }
 }
 

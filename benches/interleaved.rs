@@ -1,9 +1,13 @@
 //! Interleaved timing, for ratios a noisy machine cannot skew: each round times a batch
-//! through every variant in turn (rotating the order), and ratios are taken within the round.
-//! Prints the median ratio and its interquartile range. BENCHMARKS.md quotes this binary.
+//! through every variant in turn (rotating the order), and ratios are taken within the round
+//! (median over rounds). As the same binary gives run-to-run differences of several percent
+//! (address-space layout, heap state), each section runs in several processes and the table
+//! shows the median over processes, with the lowest and highest for ratios. BENCHMARKS.md
+//! quotes this binary.
 //!
-//! `cargo bench --bench interleaved` runs every section (about 40 s); name sections to run
-//! only those: `cargo bench --bench interleaved -- hot body threads e2e`.
+//! `cargo bench --bench interleaved` runs every section in 5 processes each (about a minute);
+//! name sections to run only those, e.g. `cargo bench --bench interleaved -- hot threads`;
+//! `--processes N` and `--rounds N` change the defaults.
 //!
 //! - `hot`: bare vs tower-http vs tower-bearer (retry on and off), requests built fresh for
 //!   each call and sent with `poll_ready`, `call` and one poll of a future that is ready at
@@ -107,25 +111,21 @@ fn hot(rounds: usize) {
         let mut refs: Vec<&mut dyn FnMut() -> f64> =
             closures.iter_mut().map(|c| &mut **c as _).collect();
         let ns = interleave(rounds, &mut refs);
-        println!("\nhot path, request with {label}: {rounds} rounds of {BATCH} requests");
-        println!(
-            "{:<26} {:>8} {:>9} {:>26} {:>9}",
-            "stack", "ns/req", "vs bare", "vs tower_http (IQR)", "added ns"
-        );
+        let table = format!("hot path, request with {label} (ns per request, ratios)");
         for i in 0..names.len() {
             let per_round = |f: &dyn Fn(usize) -> f64| (0..rounds).map(f).collect::<Vec<_>>();
             let (vs_bare, _, _) = stats(per_round(&|r| ns[i][r] / ns[0][r]));
-            let (vs_th, lo, hi) = stats(per_round(&|r| ns[i][r] / ns[1][r]));
+            let (vs_th, _, _) = stats(per_round(&|r| ns[i][r] / ns[1][r]));
             let (added, _, _) = stats(per_round(&|r| ns[i][r] - ns[0][r]));
-            println!(
-                "{:<26} {:>8.1} {:>8.3}x {:>9.3}x ({:.3}-{:.3}) {:>9.1}",
+            report(
+                &table,
                 names[i],
-                stats(ns[i].clone()).0,
-                vs_bare,
-                vs_th,
-                lo,
-                hi,
-                added
+                &[
+                    ("ns/req", stats(ns[i].clone()).0),
+                    ("added ns", added),
+                    ("x vs bare", vs_bare),
+                    ("x vs tower_http", vs_th),
+                ],
             );
         }
     }
@@ -133,11 +133,7 @@ fn hot(rounds: usize) {
 
 fn body(rounds: usize) {
     const BATCH: u32 = 1_000;
-    println!("\nbody size (Full<Bytes>, POST, retry on): {rounds} rounds of {BATCH} requests");
-    println!(
-        "{:>9} {:>14} {:>16} {:>26} {:>9}",
-        "body", "tower_http ns", "tower_bearer ns", "vs tower_http (IQR)", "added ns"
-    );
+    let table = "body size: POST with a Full<Bytes> body, retry on (ns per request)";
     for size in BODY_SIZES {
         let body = body_of(size);
         let make = || request_with_body(&body);
@@ -154,46 +150,39 @@ fn body(rounds: usize) {
             start.elapsed().as_nanos() as f64 / BATCH as f64
         };
         let ns = interleave(rounds, &mut [&mut a, &mut b]);
-        let (ratio, lo, hi) = stats((0..rounds).map(|r| ns[1][r] / ns[0][r]).collect());
+        let (ratio, _, _) = stats((0..rounds).map(|r| ns[1][r] / ns[0][r]).collect());
         let (added, _, _) = stats((0..rounds).map(|r| ns[1][r] - ns[0][r]).collect());
-        println!(
-            "{:>9} {:>14.1} {:>16.1} {:>9.3}x ({:.3}-{:.3}) {:>9.1}",
-            size,
-            stats(ns[0].clone()).0,
-            stats(ns[1].clone()).0,
-            ratio,
-            lo,
-            hi,
-            added
+        report(
+            table,
+            &format!("{size} B"),
+            &[
+                ("tower_http", stats(ns[0].clone()).0),
+                ("tower_bearer", stats(ns[1].clone()).0),
+                ("added ns", added),
+                ("x vs tower_http", ratio),
+            ],
         );
     }
 }
 
 fn threads(rounds: usize) {
     const PER_THREAD: u64 = 20_000;
-    println!(
-        "\nthreads: {rounds} rounds; each run sends {PER_THREAD} requests per thread, \
-         each thread on its own clone"
-    );
-    println!(
-        "{:<14} {:>14} {:>15} {:>26}",
-        "stack", "1 thread ns/req", "2 threads ns/req", "2 threads / 1 (IQR)"
-    );
+    let table = "threads: 20000 requests per thread, each thread on its own clone (ns per request)";
     let http = tower_http();
     let bearer = tower_bearer(true);
     let row = |name: &str, one: &mut dyn FnMut() -> Duration, two: &mut dyn FnMut() -> Duration| {
         let mut a = || one().as_nanos() as f64 / PER_THREAD as f64;
         let mut b = || two().as_nanos() as f64 / PER_THREAD as f64;
         let ns = interleave(rounds, &mut [&mut a, &mut b]);
-        let (ratio, lo, hi) = stats((0..rounds).map(|r| ns[1][r] / ns[0][r]).collect());
-        println!(
-            "{:<14} {:>14.1} {:>15.1} {:>9.3}x ({:.3}-{:.3})",
+        let (ratio, _, _) = stats((0..rounds).map(|r| ns[1][r] / ns[0][r]).collect());
+        report(
+            table,
             name,
-            stats(ns[0].clone()).0,
-            stats(ns[1].clone()).0,
-            ratio,
-            lo,
-            hi
+            &[
+                ("1 thread", stats(ns[0].clone()).0),
+                ("2 threads", stats(ns[1].clone()).0),
+                ("x 2 threads / 1", ratio),
+            ],
         );
     };
     row(
@@ -223,25 +212,19 @@ fn e2e(rounds: usize) {
     let mut plain = client();
     let mut layered = ServiceBuilder::new().layer(layer(true)).service(client());
 
-    println!(
-        "\nend to end over loopback (hyper-util client, hyper server, one current-thread \
-         runtime): {rounds} rounds"
-    );
-    println!(
-        "{:<28} {:>12} {:>12} {:>26}",
-        "", "without req/s", "with req/s", "with / without (IQR)"
-    );
-    let report = |name: &str, ns: Vec<Vec<f64>>| {
+    let table = "end to end over loopback: hyper-util client, hyper server, one current-thread \
+                 runtime (requests per second)";
+    let row = |name: &str, ns: Vec<Vec<f64>>| {
         // throughput ratio: time without / time with
-        let (ratio, lo, hi) = stats((0..rounds).map(|r| ns[0][r] / ns[1][r]).collect());
-        println!(
-            "{:<28} {:>12.0} {:>12.0} {:>9.3}x ({:.3}-{:.3})",
+        let (ratio, _, _) = stats((0..rounds).map(|r| ns[0][r] / ns[1][r]).collect());
+        report(
+            table,
             name,
-            1e9 / stats(ns[0].clone()).0,
-            1e9 / stats(ns[1].clone()).0,
-            ratio,
-            lo,
-            hi
+            &[
+                ("without layer", 1e9 / stats(ns[0].clone()).0),
+                ("with layer", 1e9 / stats(ns[1].clone()).0),
+                ("x with / without", ratio),
+            ],
         );
     };
 
@@ -264,7 +247,7 @@ fn e2e(rounds: usize) {
         let mut b = sequential!(&mut layered);
         interleave(rounds, &mut [&mut a, &mut b])
     };
-    report("sequential", ns);
+    row("sequential", ns);
 
     macro_rules! concurrent {
         ($svc:expr) => {
@@ -293,23 +276,123 @@ fn e2e(rounds: usize) {
         let mut b = concurrent!(&mut layered);
         interleave(rounds, &mut [&mut a, &mut b])
     };
-    report("32 concurrent", ns);
+    row("32 concurrent", ns);
+}
+
+/// One row of results; printed for the parent process to collect (`--child`), or as it is.
+fn report(table: &str, row: &str, cols: &[(&str, f64)]) {
+    let cols: Vec<String> = cols.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("ROW\t{table}\t{row}\t{}", cols.join("\t"));
+}
+
+/// Runs `section` in `processes` child processes and prints the median of each value over
+/// them; for ratios (`x ...`), also the lowest and highest process.
+fn aggregate(section: &str, processes: usize, rounds: Option<usize>) {
+    let exe = std::env::current_exe().unwrap();
+    // table -> row -> column -> values, in order of first appearance
+    type Rows = Vec<(String, Vec<(String, Vec<f64>)>)>;
+    let mut tables: Vec<(String, Rows)> = Vec::new();
+    for _ in 0..processes {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("--child").arg(section);
+        if let Some(r) = rounds {
+            cmd.arg("--rounds").arg(r.to_string());
+        }
+        let out = cmd.output().expect("run a child process");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut parts = line.split('\t');
+            if parts.next() != Some("ROW") {
+                continue;
+            }
+            let (table, row) = (parts.next().unwrap(), parts.next().unwrap());
+            let t = match tables.iter().position(|t| t.0 == table) {
+                Some(i) => i,
+                None => {
+                    tables.push((table.to_owned(), Vec::new()));
+                    tables.len() - 1
+                }
+            };
+            let rows = &mut tables[t].1;
+            let r = match rows.iter().position(|r| r.0 == row) {
+                Some(i) => i,
+                None => {
+                    rows.push((row.to_owned(), Vec::new()));
+                    rows.len() - 1
+                }
+            };
+            for col in parts {
+                let (k, v) = col.split_once('=').unwrap();
+                let cols = &mut rows[r].1;
+                match cols.iter_mut().find(|c| c.0 == k) {
+                    Some(c) => c.1.push(v.parse().unwrap()),
+                    None => cols.push((k.to_owned(), vec![v.parse().unwrap()])),
+                }
+            }
+        }
+    }
+    for (table, rows) in tables {
+        println!("\n{table}; median of {processes} processes (lowest-highest process for ratios)");
+        let header: Vec<String> = rows[0].1.iter().map(|c| c.0.clone()).collect();
+        print!("{:<26}", "");
+        for h in &header {
+            let w = if h.starts_with("x ") { 30 } else { 14 };
+            print!("{h:>w$}");
+        }
+        println!();
+        for (row, cols) in rows {
+            print!("{row:<26}");
+            for (name, values) in cols {
+                let v = sorted(values);
+                let median = v[v.len() / 2];
+                if name.starts_with("x ") {
+                    let cell = format!("{median:.3}x ({:.3}-{:.3})", v[0], v[v.len() - 1]);
+                    print!("{cell:>30}");
+                } else {
+                    print!("{median:>14.1}");
+                }
+            }
+            println!();
+        }
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rounds = |default: usize| {
+    let value = |flag: &str| {
         args.iter()
-            .position(|a| a == "--rounds")
+            .position(|a| a == flag)
             .and_then(|i| args.get(i + 1))
-            .map_or(default, |n| n.parse().unwrap())
+            .map(|n| n.parse::<usize>().unwrap())
     };
+    let sections = ["hot", "body", "threads", "e2e"];
+    let default_rounds = |s: &str| match s {
+        "hot" => 300,
+        "body" => 150,
+        "threads" => 40,
+        _ => 40,
+    };
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let section = args[i + 1].as_str();
+        let rounds = value("--rounds").unwrap_or(default_rounds(section));
+        match section {
+            "hot" => hot(rounds),
+            "body" => body(rounds),
+            "threads" => threads(rounds),
+            "e2e" => e2e(rounds),
+            other => panic!("unknown section {other}"),
+        }
+        return;
+    }
     let names: Vec<&str> = args
         .iter()
         .filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err())
         .map(String::as_str)
         .collect();
-    let sections = ["hot", "body", "threads", "e2e"];
     let chosen: Vec<&str> = if names.is_empty() || names.contains(&"interleaved") {
         sections.to_vec()
     } else {
@@ -319,20 +402,19 @@ fn main() {
             .filter(|s| names.contains(s))
             .collect()
     };
-    println!(
-        "machine: {} cpus, load average {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    let processes = value("--processes").unwrap_or(5);
+    let loadavg = || {
         std::fs::read_to_string("/proc/loadavg")
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_default()
+    };
+    println!(
+        "machine: {} cpus; load average before: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg()
     );
     for s in chosen {
-        match s {
-            "hot" => hot(rounds(400)),
-            "body" => body(rounds(200)),
-            "threads" => threads(rounds(60)),
-            "e2e" => e2e(rounds(60)),
-            _ => unreachable!(),
-        }
+        aggregate(s, processes, value("--rounds"));
     }
+    println!("\nload average after: {}", loadavg());
 }

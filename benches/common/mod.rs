@@ -71,7 +71,7 @@ pub fn layer(retry: bool) -> BearerAuthLayer {
     BearerAuthLayer::new(StaticKey::new(ApiKey::new(KEY).unwrap())).retry_on_unauthorized(retry)
 }
 
-/// `BearerAuth` with the key already cached (one request sent).
+/// `BearerAuth` with the key already cached.
 pub fn tower_bearer(
     retry: bool,
 ) -> impl Service<
@@ -88,7 +88,7 @@ pub fn tower_bearer(
     svc
 }
 
-/// Sends one request, so a key is cached and a clone's local copy of it is filled.
+/// Sends two requests: the first loads the key, the second fills the service's own copy of it.
 pub fn warm<S, E>(svc: &mut S)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E>,
@@ -99,8 +99,10 @@ where
         .build()
         .unwrap();
     rt.block_on(async {
-        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
-        svc.call(request()).await.unwrap();
+        for _ in 0..2 {
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+            svc.call(request()).await.unwrap();
+        }
     });
 }
 
@@ -235,7 +237,11 @@ where
 {
     let mut clones: Vec<S> = (0..threads).map(|_| svc.clone()).collect();
     for clone in &mut clones {
-        warm(clone); // fills the clone's own copy of the key, as its first request would
+        // A long-lived clone's steady state: past its first requests, which share the
+        // parent's state, and with its own copy of the key.
+        for _ in 0..16 {
+            drop(send_now(clone, request()));
+        }
     }
     let barrier = std::sync::Barrier::new(threads + 1);
     std::thread::scope(|scope| {

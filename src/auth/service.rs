@@ -180,7 +180,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline(always)]
+    #[inline]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if self.borrowing != 0 {
             self.count_borrowed();

@@ -72,17 +72,23 @@ impl<B: 'static> ReplayCopy<B> {
     #[inline(always)]
     pub(crate) fn of(req: &Request<B>) -> Option<Self> {
         let body = try_clone_body(req.body())?;
-        Some(ReplayCopy {
+        let mut copy = ReplayCopy {
             method: req.method().clone(),
             version: req.version(),
-            head: Head::of(req.uri(), req.headers()),
+            head: Head::Inline {
+                len: 0,
+                buf: [0; INLINE],
+            },
             extensions: if req.extensions().is_empty() {
                 Extensions::new()
             } else {
                 req.extensions().clone()
             },
             body,
-        })
+        };
+        // Packed where it stays: the inline bytes are not moved after they are written.
+        copy.head.fill(req.uri(), req.headers());
+        Some(copy)
     }
 
     /// Whether the copy can be sent now. Only a [`ReplayableBody`] can say no.
@@ -127,8 +133,9 @@ enum Head {
 const SENSITIVE: u8 = 1;
 
 impl Head {
+    /// Packs `uri` and `headers` into `self`, an empty `Head::Inline`.
     #[inline(always)]
-    fn of(uri: &Uri, headers: &HeaderMap) -> Head {
+    fn fill(&mut self, uri: &Uri, headers: &HeaderMap) {
         // The scheme as a tag: no copy for http and https.
         let (tag, other) = match uri.scheme_str() {
             None => (NO_SCHEME, ""),
@@ -149,21 +156,21 @@ impl Head {
                 text,
             };
             // One pass in the common case: it fits inline.
-            let mut buf = [0u8; INLINE];
-            if let Some(len) = pack(&mut buf, &packed, headers) {
-                return Head::Inline {
-                    len: len as u16,
-                    buf,
-                };
+            if let Head::Inline { len, buf } = self {
+                if let Some(used) = pack(buf, &packed, headers) {
+                    *len = used as u16;
+                    return;
+                }
             }
             if let Some(len) = packed_len(&packed, headers) {
                 let mut buf = vec![0u8; len].into_boxed_slice();
                 if pack(&mut buf, &packed, headers).is_some() {
-                    return Head::Spilled(buf);
+                    *self = Head::Spilled(buf);
+                    return;
                 }
             }
         }
-        Head::Cloned(Box::new((uri.clone(), headers.clone())))
+        *self = Head::Cloned(Box::new((uri.clone(), headers.clone())));
     }
 
     fn unpack(self) -> Option<(Uri, HeaderMap)> {

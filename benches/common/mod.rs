@@ -24,6 +24,14 @@ pub fn request() -> Request<Full<Bytes>> {
     Request::get(URL).body(Full::new(Bytes::new())).unwrap()
 }
 
+/// A GET over plain http to a loopback address: the layer checks the host is loopback.
+#[inline(never)]
+pub fn request_loopback() -> Request<Full<Bytes>> {
+    Request::get("http://127.0.0.1:8080/v1/models")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
 /// A POST carrying two headers of its own (one standard, one custom).
 #[inline(never)]
 pub fn request_with_headers() -> Request<Full<Bytes>> {

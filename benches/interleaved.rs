@@ -199,7 +199,7 @@ fn threads(rounds: usize) {
 }
 
 fn e2e(rounds: usize) {
-    const SEQUENTIAL: usize = 100;
+    const SEQUENTIAL: usize = 150;
     const CONCURRENCY: usize = 32;
     const BATCHES: usize = 4;
     let rt = runtime();
@@ -383,7 +383,7 @@ fn main() {
         "hot" => 300,
         "body" => 150,
         "threads" => 40,
-        _ => 40,
+        _ => 80,
     };
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let section = args[i + 1].as_str();

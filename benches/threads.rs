@@ -12,9 +12,18 @@
 
 mod common;
 
+use std::time::Duration;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 use common::*;
+
+/// Runs at least 10 000 requests per thread, so the threads overlap for milliseconds (a short
+/// run would let one finish before the other starts), and scales the time to `iters`.
+fn scaled(iters: u64, run: impl Fn(u64) -> Duration) -> Duration {
+    let n = iters.max(10_000);
+    run(n).mul_f64(iters as f64 / n as f64)
+}
 
 fn threads(c: &mut Criterion) {
     let mut group = c.benchmark_group("threads");
@@ -22,10 +31,10 @@ fn threads(c: &mut Criterion) {
     let bearer = tower_bearer(true);
     for n in [1, 2] {
         group.bench_function(BenchmarkId::new("tower_http", n), |b| {
-            b.iter_custom(|iters| run_threads(&http, n, iters))
+            b.iter_custom(|iters| scaled(iters, |k| run_threads(&http, n, k)))
         });
         group.bench_function(BenchmarkId::new("tower_bearer", n), |b| {
-            b.iter_custom(|iters| run_threads(&bearer, n, iters))
+            b.iter_custom(|iters| scaled(iters, |k| run_threads(&bearer, n, k)))
         });
     }
     group.finish();

@@ -243,14 +243,7 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E> + Clone + Send,
     E: std::fmt::Debug,
 {
-    let mut clones: Vec<S> = (0..threads).map(|_| svc.clone()).collect();
-    for clone in &mut clones {
-        // A long-lived clone's steady state: past its first requests, which share the
-        // parent's state, and with its own copy of the key.
-        for _ in 0..16 {
-            drop(send_now(clone, request()));
-        }
-    }
+    let clones: Vec<S> = (0..threads).map(|_| svc.clone()).collect();
     let barrier = std::sync::Barrier::new(threads + 1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = clones
@@ -258,6 +251,12 @@ where
             .map(|mut clone| {
                 let barrier = &barrier;
                 scope.spawn(move || {
+                    // A long-lived clone's steady state, reached on the thread that uses it:
+                    // past its first requests, which share the parent's state, and with its
+                    // own copy of the key.
+                    for _ in 0..16 {
+                        drop(send_now(&mut clone, request()));
+                    }
                     barrier.wait();
                     let start = std::time::Instant::now();
                     for _ in 0..iters {

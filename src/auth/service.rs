@@ -25,6 +25,9 @@ pub(crate) struct Config {
 /// What one service and its response futures share. One per long-lived clone of
 /// [`BearerAuth`], so the reference count that every request touches is not contended between
 /// clones on different threads; a fresh clone borrows its parent's for its first requests.
+// Aligned (and so sized) to two cache lines: the reference count every request of a clone
+// touches never shares a line with another clone's, whatever the allocator puts next to it.
+#[repr(align(128))]
 pub(crate) struct Shared<S> {
     pub(crate) cache: Arc<KeyCache>,
     pub(crate) config: Arc<Config>,

@@ -290,8 +290,9 @@ impl<S> BearerAuth<S> {
 }
 
 impl<S: Clone> Clone for BearerAuth<S> {
-    /// A clone shares the key cache. It starts on its parent's [`Shared`] and header (reference
-    /// counts, no allocation) and makes its own after a few requests.
+    /// A clone shares the key cache. Cloning allocates nothing: a clone starts on its parent's
+    /// state and copy of the header, and makes its own after a few requests, so long-lived
+    /// clones on different threads share no reference count.
     fn clone(&self) -> Self {
         let mut local = self.local.clone();
         let cache = &self.shared.cache;

@@ -81,6 +81,41 @@ pub use source::EnvKeySource;
 pub use source::FileKeySource;
 pub use source::{KeyFuture, KeySource, StaticKey};
 
+/// Pure parsers exposed for the fuzz targets in `fuzz/` and the property tests. Not part of
+/// the public API: no stability promise, hidden from the docs.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// What [`parse_error_body`] understood of an error body.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct ErrorBodyFields {
+        /// The message (`error.message`, `message`, `detail`, `errors`…).
+        pub message: Option<String>,
+        /// The error's `type`.
+        pub error_type: Option<String>,
+        /// The error's `code`.
+        pub code: Option<String>,
+        /// The error's `param`.
+        pub param: Option<String>,
+    }
+
+    /// The error-body parser behind [`ApiError::message`](crate::ApiError::message).
+    pub fn parse_error_body(bytes: &[u8]) -> ErrorBodyFields {
+        let parsed = crate::errors::parse_error_body(bytes);
+        ErrorBodyFields {
+            message: parsed.message,
+            error_type: parsed.error_type,
+            code: parsed.code,
+            param: parsed.param,
+        }
+    }
+
+    /// The redaction and cut that [`ApiError`](crate::ApiError)'s `Display` applies to a
+    /// server's message.
+    pub fn safe_message(message: &str, max: usize) -> String {
+        crate::errors::safe_message(message, max)
+    }
+}
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -13,12 +13,27 @@ pub(crate) fn safe_message(message: &str, max: usize) -> String {
             break;
         }
         if is_token_char(c) {
-            let end = rest.find(|c| !is_token_char(c)).unwrap_or(rest.len());
+            let mut end = rest.find(|c| !is_token_char(c)).unwrap_or(rest.len());
+            // A key may start inside a token, after a `=` or `/` (`?api_key=sk-…`): show what
+            // comes before it as a token of its own.
+            if let Some(at) = embedded_key_start(&rest[..end]) {
+                end = at;
+            }
             let token = &rest[..end];
-            let secret = token.len() >= 8
+            // A key may hold any visible ASCII (`!`, `:`, `"`, `#`…), not only token characters:
+            // a secret runs to the end of the word, or a key like `sk-a!bcdefghijklmnop` would
+            // be cut at the `!` and its tail shown.
+            let word_end = rest
+                .find(|c: char| c.is_whitespace() || !c.is_ascii_graphic())
+                .unwrap_or(rest.len());
+            let secret = word_end >= 8
                 && (after_bearer || token.starts_with("sk-") || token.starts_with("sk_"));
             after_bearer = token.eq_ignore_ascii_case("bearer");
-            let shown_token = if secret { "[redacted]" } else { token };
+            let (shown_token, end) = if secret {
+                ("[redacted]", word_end)
+            } else {
+                (token, end)
+            };
             for c in shown_token.chars() {
                 if shown >= max {
                     break;
@@ -37,6 +52,17 @@ pub(crate) fn safe_message(message: &str, max: usize) -> String {
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// Where an `sk-`/`sk_` key starts inside `token`, after a character that is not a letter or
+/// digit (so `task-runner` and `disk_usage` are not keys).
+fn embedded_key_start(token: &str) -> Option<usize> {
+    let bytes = token.as_bytes();
+    token.match_indices("sk").map(|(i, _)| i).find(|&i| {
+        i > 0
+            && !bytes[i - 1].is_ascii_alphanumeric()
+            && matches!(bytes.get(i + 2), Some(b'-' | b'_'))
+    })
 }
 
 fn is_token_char(c: char) -> bool {
@@ -76,6 +102,47 @@ mod tests {
         assert_eq!(
             safe_message("bearer tokens are fine", 200),
             "bearer tokens are fine"
+        );
+    }
+
+    #[test]
+    fn safe_message_redacts_keys_with_punctuation_whole() {
+        // Keys may hold any visible ASCII; the redaction must not stop at the first character
+        // that is not a token character and show the rest.
+        assert_eq!(
+            safe_message(
+                "Incorrect API key provided: sk-a!bcdefghijklmnop. Retry.",
+                200
+            ),
+            "Incorrect API key provided: [redacted] Retry."
+        );
+        assert_eq!(
+            safe_message("key 'sk-live:0123\"456789' refused", 200),
+            "key '[redacted] refused"
+        );
+        assert_eq!(
+            safe_message("Bearer ab#cdefghijkl sent", 200),
+            "Bearer [redacted] sent"
+        );
+        assert_eq!(safe_message("sk-a! short", 200), "sk-a! short");
+    }
+
+    #[test]
+    fn safe_message_redacts_keys_inside_a_token() {
+        assert_eq!(
+            safe_message(
+                "Invalid URL (GET /v1/models?api_key=sk-live-0123456789)",
+                200
+            ),
+            "Invalid URL (GET /v1/models?api_key=[redacted]"
+        );
+        assert_eq!(
+            safe_message("authorization=sk_abc!def0123456789 rest", 200),
+            "authorization=[redacted] rest"
+        );
+        assert_eq!(
+            safe_message("task-runner disk_usage my-sk-x", 200),
+            "task-runner disk_usage my-sk-x"
         );
     }
 }

@@ -461,10 +461,12 @@ fn token_helper_file() -> Result<String, KeyError> {
     let file = PathBuf::from(home).join(".vault-token");
     let text = match std::fs::read_to_string(&file) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing(format!(
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(missing(format!(
             "VAULT_TOKEN is not set and {} does not exist (run `vault login`, or set VAULT_TOKEN)",
             file.display()
-        ))),
+        )))
+        }
         Err(e) => {
             return Err(KeyError::new(
                 KeyErrorKind::Unreadable,

@@ -185,6 +185,35 @@ async fn follows_a_standby_redirect() {
     assert_eq!(seen[0].token.as_deref(), Some(ROOT_TOKEN));
 }
 
+#[tokio::test]
+async fn https_with_a_private_ca() {
+    let f = VaultFixture::start_tls().await;
+    let s = source(&f, "my-secret", "foo")
+        .ca_cert(test_ca_path())
+        .build()
+        .unwrap();
+    assert_eq!(load(&s).await.unwrap().expose_secret(), "bar");
+    assert_eq!(f.seen()[0].token.as_deref(), Some(ROOT_TOKEN));
+}
+
+#[tokio::test]
+async fn https_refuses_an_unknown_ca() {
+    let f = VaultFixture::start_tls().await;
+    let err = load(&source(&f, "my-secret", "foo").build().unwrap())
+        .await
+        .unwrap_err();
+    check(
+        &err,
+        KeyErrorKind::Unavailable,
+        &[
+            &origin(&f, "my-secret", "foo"),
+            "cannot connect",
+            "certificate",
+        ],
+    );
+    assert!(f.seen().is_empty(), "no request, so no token, went out");
+}
+
 // ---------------------------------------------------------------- errors, one per kind
 
 #[tokio::test]
@@ -928,16 +957,19 @@ async fn from_env_follows_the_vault_cli() {
 
 // ---------------------------------------------------------------- rotation end to end
 
+/// The key each request to the API carried, and the status it got.
+type ApiLog = Arc<Mutex<Vec<(Option<String>, u16)>>>;
+
 /// An "API" on loopback that accepts only its current key.
 struct Api {
     addr: std::net::SocketAddr,
     key: Arc<Mutex<String>>,
-    seen: Arc<Mutex<Vec<(Option<String>, u16)>>>,
+    seen: ApiLog,
 }
 
 async fn api(key: &str) -> Api {
     let current = Arc::new(Mutex::new(key.to_owned()));
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen = ApiLog::default();
     let (k, s) = (current.clone(), seen.clone());
     let addr = support::serve(move |req| {
         let (k, s) = (k.clone(), s.clone());

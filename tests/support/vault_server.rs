@@ -113,6 +113,7 @@ struct State {
 pub struct VaultFixture {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    tls: bool,
 }
 
 impl VaultFixture {
@@ -121,6 +122,16 @@ impl VaultFixture {
     /// `secret/data/deleted` and `secret/data/destroyed` (404 with metadata), and
     /// `kv/my-secret` (`kv1_read.json`).
     pub async fn start() -> VaultFixture {
+        VaultFixture::start_with(false).await
+    }
+
+    /// The same fixture over https, with the certificate of `tls/server.pem` (for
+    /// `127.0.0.1` and `localhost`, signed by the test CA `tls/ca.pem`).
+    pub async fn start_tls() -> VaultFixture {
+        VaultFixture::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> VaultFixture {
         let mut kv2 = HashMap::new();
         kv2.insert("my-secret".to_owned(), (200, KV2_READ.to_owned()));
         kv2.insert("full".to_owned(), (200, KV2_FULL_ENVELOPE.to_owned()));
@@ -137,13 +148,19 @@ impl VaultFixture {
             seen: Vec::new(),
         }));
         let handler_state = state.clone();
-        let addr = serve(move |req| handle(handler_state.clone(), req)).await;
-        VaultFixture { addr, state }
+        let handler = move |req| handle(handler_state.clone(), req);
+        let addr = if tls {
+            serve_tls(handler).await
+        } else {
+            serve(handler).await
+        };
+        VaultFixture { addr, state, tls }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (or `https://` for [`start_tls`](Self::start_tls)).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -307,6 +324,57 @@ fn same_shape(body: &[u8], sample: &str) -> bool {
     };
     let keys = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<BTreeSet<_>>();
     keys(&got) == keys(&want) && got.values().all(Value::is_string)
+}
+
+/// The test CA that signed the fixture's https certificate.
+pub fn test_ca_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault/tls/ca.pem")
+}
+
+/// Like [`serve`], over TLS with the certificate of `tls/server.pem`.
+async fn serve_tls<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let certs = rustls_pemfile::certs(&mut &fixture!("tls/server.pem").as_bytes()[..])
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut &fixture!("tls/server.key").as_bytes()[..])
+        .unwrap()
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, handler) = (acceptor.clone(), handler.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to serve.
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
 }
 
 /// A standby node: answers everything with `307` to the same path on `active`.

@@ -10,6 +10,7 @@ use http::{HeaderValue, Uri};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::auth::{Auth, AuthMethod, Credential, DEFAULT_KUBERNETES_JWT_PATH};
+use super::env::{cli_token, env_var};
 use super::transport::{cleartext_refusal, Endpoint, Transport};
 use super::{Inner, VaultKeySource};
 use crate::{KeyError, KeyErrorKind};
@@ -229,11 +230,7 @@ impl VaultKeySourceBuilder {
             self.ca_cert = env_var("VAULT_CACERT")?.map(PathBuf::from);
         }
         if self.auth.is_none() {
-            let token = match env_var("VAULT_TOKEN")? {
-                Some(token) => token,
-                None => token_helper_file()?,
-            };
-            self.auth = Some(AuthChoice::Token(SecretString::from(token)));
+            self.auth = Some(AuthChoice::Token(cli_token()?));
         }
         Ok(self)
     }
@@ -431,61 +428,6 @@ fn segment(what: &str, value: Option<&str>) -> Result<String, KeyError> {
         }
     }
     Ok(out)
-}
-
-/// A variable's value; unset and empty are both `None`, as the Vault CLI takes them.
-fn env_var(name: &str) -> Result<Option<String>, KeyError> {
-    match std::env::var(name) {
-        Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => Ok(Some(v.trim().to_owned())),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(KeyError::new(
-            KeyErrorKind::Config,
-            format!("environment variable {name} is not valid Unicode"),
-        )
-        .with_origin("vault CLI environment")),
-    }
-}
-
-/// The token the Vault CLI's default token helper keeps in `~/.vault-token`.
-fn token_helper_file() -> Result<String, KeyError> {
-    let missing = |cause: String| {
-        KeyError::new(KeyErrorKind::Missing, cause).with_origin("vault CLI environment")
-    };
-    let home = std::env::var_os("HOME")
-        .or_else(|| std::env::var_os("USERPROFILE"))
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| {
-            missing("VAULT_TOKEN is not set and there is no home directory (HOME) to find ~/.vault-token in".into())
-        })?;
-    let file = PathBuf::from(home).join(".vault-token");
-    let text = match std::fs::read_to_string(&file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(missing(format!(
-            "VAULT_TOKEN is not set and {} does not exist (run `vault login`, or set VAULT_TOKEN)",
-            file.display()
-        )))
-        }
-        Err(e) => {
-            return Err(KeyError::new(
-                KeyErrorKind::Unreadable,
-                format!(
-                    "VAULT_TOKEN is not set and {} cannot be read: {e}",
-                    file.display()
-                ),
-            )
-            .with_origin("vault CLI environment"))
-        }
-    };
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(missing(format!(
-            "VAULT_TOKEN is not set and {} is empty",
-            file.display()
-        )));
-    }
-    Ok(token.to_owned())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The modules: `builder` (configuration and `from_env`), `transport` (hyper-util over
+//! The modules: `builder` (configuration), `env` (the Vault CLI's variables), `transport` (hyper-util over
 //! rustls, redirects, body cap), `auth` (token, AppRole, Kubernetes, renew-self), `response`
 //! (pure JSON parsing), `error` (answers to [`KeyError`]s).
 //!
@@ -37,6 +37,7 @@ use crate::{ApiKey, KeyError, KeyErrorKind, KeyFuture, KeySource};
 
 mod auth;
 mod builder;
+mod env;
 mod error;
 mod response;
 mod transport;
@@ -52,7 +53,7 @@ use transport::Endpoint;
 /// [`refresh_after`](VaultKeySourceBuilder::refresh_after) nor a KV v1 lease says otherwise.
 pub(crate) const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 /// The shortest refresh hint given when the Vault token's renewal is near.
-const MIN_REFRESH: Duration = Duration::from_secs(1);
+const MIN_REFRESH: Duration = Duration::from_secs(5);
 
 /// Reads the key from a field of a HashiCorp Vault KV secret (version 2 or 1), at every load.
 ///
@@ -220,7 +221,16 @@ impl VaultKeySource {
         }
         let secret = parse_kv_response(inner.kv_version, &reply.body, &inner.field)
             .map_err(|e| kv_error(step, reply.status, &e))?;
-        let key = ApiKey::new(secret.value.expose_secret())?;
+        let key = ApiKey::new(secret.value.expose_secret()).map_err(|e| {
+            KeyError::new(
+                e.kind(),
+                format!(
+                    "{step}: field {:?} does not hold a valid key: {}",
+                    inner.field,
+                    e.cause()
+                ),
+            )
+        })?;
         let mut hint = inner
             .refresh_after
             .or(secret.lease)

@@ -227,14 +227,19 @@ impl Endpoint {
     ) -> Result<Reply, TransportError> {
         let mut headers = self.headers.clone();
         if let Some(token) = token {
-            let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
-                TransportError::Token("the Vault token is not a valid header value".into())
-            })?;
-            value.set_sensitive(true);
-            headers.insert("x-vault-token", value);
+            headers.insert("x-vault-token", token_header(token)?);
         }
         self.transport.send(method, url, headers, body).await
     }
+}
+
+/// The `X-Vault-Token` value, marked sensitive: its `Debug` shows no value, and header
+/// compression would never index it.
+fn token_header(token: &SecretString) -> Result<HeaderValue, TransportError> {
+    let mut value = HeaderValue::from_str(token.expose_secret())
+        .map_err(|_| TransportError::Token("the Vault token is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl fmt::Debug for Transport {
@@ -382,6 +387,14 @@ mod tests {
         );
         assert!(cleartext_refusal(&u("http://vault.internal:8200"), true).is_none());
         assert!(cleartext_refusal(&u("ftp://vault.internal"), true).is_some());
+    }
+
+    #[test]
+    fn token_header_is_sensitive() {
+        let value = token_header(&SecretString::from("hvs.abc".to_owned())).unwrap();
+        assert!(value.is_sensitive());
+        assert!(!format!("{value:?}").contains("hvs.abc"));
+        assert!(token_header(&SecretString::from("a\nb".to_owned())).is_err());
     }
 
     #[test]

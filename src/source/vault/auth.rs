@@ -76,8 +76,14 @@ impl Credential {
                 let read = tokio::task::spawn_blocking(move || {
                     let mut text = String::new();
                     std::fs::File::open(&path)?
-                        .take(CREDENTIAL_CAP)
+                        .take(CREDENTIAL_CAP + 1)
                         .read_to_string(&mut text)?;
+                    if text.len() as u64 > CREDENTIAL_CAP {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("is larger than {} KiB", CREDENTIAL_CAP / 1024),
+                        ));
+                    }
                     Ok::<_, std::io::Error>(text)
                 })
                 .await;

@@ -80,6 +80,9 @@ pub use source::EnvKeySource;
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use source::FileKeySource;
 pub use source::{KeyFuture, KeySource, StaticKey};
+#[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
+pub use source::{VaultKeySource, VaultKeySourceBuilder};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -79,7 +79,8 @@ async fn main() -> Result<(), BoxError> {
     );
 
     println!("7. A request the server refuses comes back as a typed ApiError:");
-    let request = Request::get(format!("{}/models/no-such-model", api.base_url())).body(Empty::new())?;
+    let request =
+        Request::get(format!("{}/models/no-such-model", api.base_url())).body(Empty::new())?;
     match client.clone().oneshot(request).await {
         Ok(response) => return Err(format!("expected a 404, got {}", response.status()).into()),
         Err(error) => {
@@ -109,7 +110,11 @@ async fn live() -> Result<(), BoxError> {
     match list_models(client, azerion::BASE_URL).await {
         Ok(models) => models.iter().for_each(|m| println!("   - {m}")),
         Err(error) => match error.downcast_ref::<ApiError>() {
-            Some(api) => println!("Error {}: {}", api.status().as_u16(), String::from_utf8_lossy(api.body())),
+            Some(api) => println!(
+                "Error {}: {}",
+                api.status().as_u16(),
+                String::from_utf8_lossy(api.body())
+            ),
             None => println!("Error: {error}"),
         },
     }
@@ -119,7 +124,11 @@ async fn live() -> Result<(), BoxError> {
 /// `GET {base}/models`, returning the model ids.
 async fn list_models<S>(client: S, base_url: &str) -> Result<Vec<String>, BoxError>
 where
-    S: Service<Request<Empty<Bytes>>, Response = http::Response<hyper::body::Incoming>, Error = BoxError>,
+    S: Service<
+        Request<Empty<Bytes>>,
+        Response = http::Response<hyper::body::Incoming>,
+        Error = BoxError,
+    >,
 {
     let request = Request::get(format!("{base_url}/models")).body(Empty::new())?;
     let response = client.oneshot(request).await?;
@@ -146,8 +155,13 @@ fn http_client() -> HttpClient {
 
 /// A fresh demo key. Real keys come from the provider.
 fn new_key() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("sk-quickstart-{:016x}", nanos as u64 ^ 0x5eed_5eed_5eed_5eed)
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "sk-quickstart-{:016x}",
+        nanos as u64 ^ 0x5eed_5eed_5eed_5eed
+    )
 }
 
 /// Writes the key file readable by its owner only, as a secret should be.

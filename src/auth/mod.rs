@@ -34,5 +34,6 @@ mod service;
 
 pub use future::ResponseFuture;
 pub use layer::BearerAuthLayer;
+pub(crate) use scope::is_loopback;
 pub use scope::ScopeError;
 pub use service::BearerAuth;

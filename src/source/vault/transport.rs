@@ -3,9 +3,10 @@
 //! on how much of an answer is read.
 
 use std::fmt;
+
+use crate::auth::is_loopback;
 use std::fs::File;
 use std::io::BufReader;
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -290,25 +291,6 @@ pub(crate) fn cleartext_refusal(url: &Uri, allow_insecure_http: bool) -> Option<
             "the scheme must be http or https, not {}",
             other.unwrap_or("(none)")
         )),
-    }
-}
-
-/// 127.0.0.0/8, ::1 (and ::ffff:127.x), and `localhost`.
-fn is_loopback(host: &str) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
-        Ok(IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
     }
 }
 

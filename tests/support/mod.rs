@@ -6,7 +6,7 @@
 mod examples_support;
 pub mod logs;
 
-pub use examples_support::{serve, stand_in};
+pub use examples_support::{gateway, serve, stand_in};
 
 use std::convert::Infallible;
 use std::future::Future;

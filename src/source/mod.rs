@@ -35,11 +35,14 @@ mod fixed;
 mod vault;
 
 #[cfg(feature = "env")]
+#[cfg_attr(docsrs, doc(cfg(feature = "env")))]
 pub use env::EnvKeySource;
 #[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::FileKeySource;
 pub use fixed::StaticKey;
 #[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use vault::{VaultKeySource, VaultKeySourceBuilder};
 
 /// The future a [`KeySource`] returns. Boxed: loads are rare (first use, refresh, 401, manual

@@ -126,3 +126,15 @@ impl http_body::Body for ChannelBody {
             .map(|item| item.map(|result| result.map(http_body::Frame::data)))
     }
 }
+
+/// A rotation hook that records every event, and the list it records into.
+pub fn recorder() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<tower_bearer::RotationEvent>>>,
+    impl Fn(&tower_bearer::RotationEvent) + Send + Sync,
+) {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    (events, move |e: &tower_bearer::RotationEvent| {
+        sink.lock().unwrap().push(e.clone())
+    })
+}

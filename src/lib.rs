@@ -7,19 +7,36 @@
 //! use http_body_util::{BodyExt, Empty};
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_bearer::azerion;
+//! use tower_bearer::{azerion, ErrorMappingLayer};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), tower::BoxError> {
-//! # let https = hyper_util::client::legacy::connect::HttpConnector::new();
+//! let https = hyper_rustls::HttpsConnectorBuilder::new()
+//!     .with_webpki_roots()
+//!     .https_only()
+//!     .enable_http1()
+//!     .build();
 //! let client = ServiceBuilder::new()
+//!     .layer(ErrorMappingLayer::new()) // a status >= 400 becomes a typed ApiError
 //!     .layer(azerion::layer()) // key from AZERION_API_KEY, sent to api.azerion.ai only
 //!     .service(Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(https));
 //!
 //! let request = http::Request::get(format!("{}/models", azerion::BASE_URL)).body(Empty::new())?;
 //! let response = client.oneshot(request).await?;
-//! println!("{}", response.into_body().collect().await?.to_bytes().len());
+//! println!("{}", String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes()));
 //! # Ok(()) }
 //! ```
+//!
+//! # The layers
+//!
+//! | layer | what it does |
+//! |-------|--------------|
+//! | [`BearerAuthLayer`] | adds the header from a [`KeySource`]; caches, refreshes, rotates on 401 and replays once |
+//! | [`ErrorMappingLayer`] | turns a status of 400 or more into an [`ApiError`] (kind, message, code, Retry-After, request id) |
+//! | [`TransientRetryLayer`] | retries 408, 409, 429 and 5xx (not 501) and refused connections, with backoff and a budget |
+//!
+//! Stack them outermost first: `TransientRetryLayer`, `ErrorMappingLayer`, `BearerAuthLayer`,
+//! then the client, so each retry goes through the bearer layer and picks up a rotated key (see
+//! [`errors`]).
 //!
 //! # How a request flows
 //!
@@ -41,7 +58,9 @@
 //! [`azerion`] presets scope to `api.azerion.ai`), never over plain `http://` to a host that is
 //! not loopback unless [`BearerAuthLayer::allow_insecure_http`] says so, and never into a log, a
 //! `Debug` string, an error message or a panic message: those show the key's
-//! [fingerprint](ApiKey::fingerprint) at most.
+//! [fingerprint](ApiKey::fingerprint) at most. The secret is held in a
+//! [`secrecy::SecretString`], zeroized on drop; the bytes of the prebuilt header value cannot be
+//! (the `http` crate shares them by reference count), which is why it is built once per key.
 //!
 //! # Cargo features
 //!
@@ -49,7 +68,7 @@
 //! |---------|---------|--------------|
 //! | `env`   | yes     | [`EnvKeySource`] and [`azerion::layer`] |
 //! | `file`  | yes     | [`FileKeySource`] |
-//! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2, token, AppRole, Kubernetes) |
+//! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
 //! | `full`  | no      | all of the above |
 
 #![deny(missing_docs)]
@@ -80,6 +99,9 @@ pub use source::EnvKeySource;
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use source::FileKeySource;
 pub use source::{KeyFuture, KeySource, StaticKey};
+#[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
+pub use source::{VaultKeySource, VaultKeySourceBuilder};
 
 /// Pure parsers exposed for the fuzz targets in `fuzz/` and the property tests. Not part of
 /// the public API: no stability promise, hidden from the docs.

@@ -136,6 +136,47 @@ pub mod __fuzz {
     pub fn safe_message(message: &str, max: usize) -> String {
         crate::errors::safe_message(message, max)
     }
+
+    /// What [`parse_vault_kv`] read. No `Debug`: it holds the secret.
+    #[cfg(feature = "vault")]
+    pub struct VaultKvRead {
+        /// The field's value.
+        pub value: String,
+        /// KV v1's `lease_duration`, when set.
+        pub lease: Option<std::time::Duration>,
+        /// KV v2's `metadata.version`, when present.
+        pub version: Option<u64>,
+    }
+
+    /// The parser of a Vault KV read's body (`data.data.{field}` for v2, `data.{field}` for
+    /// v1); the error is the cause `VaultKeySource` reports.
+    #[cfg(feature = "vault")]
+    pub fn parse_vault_kv(kv_version: u8, body: &[u8], field: &str) -> Result<VaultKvRead, String> {
+        use secrecy::ExposeSecret;
+        crate::source::parse_kv_response(kv_version, body, field)
+            .map(|read| VaultKvRead {
+                value: read.value.expose_secret().to_owned(),
+                lease: read.lease,
+                version: read.version,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The parser of a Vault login or `renew-self` answer: `(client_token, lease, renewable)`.
+    #[cfg(feature = "vault")]
+    pub fn parse_vault_auth(body: &[u8]) -> Result<(String, std::time::Duration, bool), String> {
+        use secrecy::ExposeSecret;
+        crate::source::parse_auth_response(body).map(|auth| {
+            let token = auth.client_token.expose_secret().to_owned();
+            (token, auth.lease, auth.renewable)
+        })
+    }
+
+    /// Vault's `errors` (or `warnings`) strings from an error body, as error messages quote them.
+    #[cfg(feature = "vault")]
+    pub fn vault_messages(body: &[u8]) -> Vec<String> {
+        crate::source::vault_messages(body)
+    }
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -42,6 +42,8 @@ pub use env::EnvKeySource;
 pub use file::FileKeySource;
 pub use fixed::StaticKey;
 #[cfg(feature = "vault")]
+pub(crate) use vault::{parse_auth_response, parse_kv_response, vault_messages};
+#[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use vault::{VaultKeySource, VaultKeySourceBuilder};
 

@@ -43,10 +43,12 @@ mod response;
 mod transport;
 
 pub use builder::VaultKeySourceBuilder;
+// For `crate::__fuzz`: the pure parsers, fed any bytes by the fuzz targets and property tests.
+pub(crate) use response::{parse_auth_response, vault_messages};
 
 use auth::{Auth, Token};
 use error::{kv_error, status_error, transport_error, Step};
-use response::{parse_kv_response, KvError};
+pub(crate) use response::{parse_kv_response, KvError};
 use transport::Endpoint;
 
 /// How often a key read from Vault is read again when neither

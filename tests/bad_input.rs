@@ -9,6 +9,9 @@
 #![cfg(all(feature = "env", feature = "file"))]
 
 mod support;
+#[cfg(feature = "vault")]
+#[path = "support/vault_server.rs"]
+mod vault_server;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -47,6 +50,14 @@ enum Input {
     ErrorBody(u16, Vec<u8>),
     /// A 100 MiB error body from a loopback server, through `ErrorMappingLayer`.
     HugeErrorBodyOverLoopback,
+    /// What the fixture Vault answers to every read of the KV `version` mount: a `VaultKeySource`
+    /// (token auth, field `api_key`) loads from it.
+    #[cfg(feature = "vault")]
+    Vault {
+        version: u8,
+        status: u16,
+        body: String,
+    },
 }
 
 enum FileCase {
@@ -168,6 +179,48 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Vault answers with the wrong types, missing parts, huge or echoing bodies.
+#[cfg(feature = "vault")]
+fn vault_cases() -> Vec<Case> {
+    use serde_json::{json, Value};
+    use vault_server::{kv2_body, ROOT_TOKEN};
+    use KeyErrorKind::*;
+    let invalid = Some(Invalid);
+    let kv2 = |status: u16, body: String| Input::Vault {
+        version: 2,
+        status,
+        body,
+    };
+    let field = |value: Value| kv2(200, kv2_body("api_key", &value));
+    let many: serde_json::Map<String, Value> = (0..20_000)
+        .map(|i| (format!("field_{i:05}"), Value::from(KEY)))
+        .collect();
+    vec![
+        case("vault: data is an array", kv2(200, json!({"data": [KEY]}).to_string()), Some(Unreadable), &["\"data\" is an array, not an object"]),
+        case("vault: data.data is a string", kv2(200, json!({"data": {"data": KEY, "metadata": {}}}).to_string()), Some(Unreadable), &["\"data.data\" is a string, not an object"]),
+        case("vault: no data", kv2(200, json!({"request_id": "r-1", "warnings": null}).to_string()), Some(Unreadable), &["no \"data\" object"]),
+        case("vault: data is null", kv2(200, json!({"data": null}).to_string()), Some(Unreadable), &["no \"data\" object"]),
+        case("vault: a v1 answer on a v2 mount", kv2(200, json!({"data": {"api_key": KEY}}).to_string()), Some(Unreadable), &["no \"data.data\" object", "kv_version(1)"]),
+        case("vault: field is a number", field(json!(42)), invalid, &["field \"api_key\" is a number, not a string"]),
+        case("vault: field is null", field(Value::Null), invalid, &["field \"api_key\" is null, not a string"]),
+        case("vault: field is a boolean", field(json!(true)), invalid, &["is a boolean, not a string"]),
+        case("vault: field is an object holding the key", field(json!({"value": KEY})), invalid, &["is an object, not a string"]),
+        case("vault: field is an array of keys", field(json!([KEY, KEY])), invalid, &["is an array, not a string"]),
+        case("vault: field missing among 20,000 holding keys (800 KiB)", kv2(200, json!({"data": {"data": many, "metadata": {"version": 1}}}).to_string()), Some(Missing), &["has no field \"api_key\"", "field_00000", "and 19992 more"]),
+        case("vault: value with a space", field(json!("sk-0123 456789abcdefXYZ")), invalid, &["field \"api_key\" does not hold a valid key", "a space at byte 7"]),
+        case("vault: value with a Bearer prefix", field(json!(format!("Bearer {KEY}"))), invalid, &["\"Bearer \" prefix"]),
+        case("vault: value of 5,000 bytes", field(json!(format!("{KEY}{}", "k".repeat(5000 - KEY.len())))), invalid, &["5000 bytes long"]),
+        case("vault: value with a zero-width space", field(json!(format!("sk-\u{200b}{SECRET}"))), invalid, &["non-ASCII character at byte 3"]),
+        case("vault: body nested 10,000 deep", kv2(200, format!("{}\"{KEY}\"{}", "{\"data\":".repeat(10_000), "}".repeat(10_000))), Some(Unreadable), &["not valid JSON"]),
+        case("vault: body is an array", kv2(200, json!([{"data": {"data": {"api_key": KEY}}}]).to_string()), Some(Unreadable), &["the body is an array, not an object"]),
+        case("vault: truncated JSON", kv2(200, format!("{{\"data\":{{\"data\":{{\"api_key\":\"{KEY}")), Some(Unreadable), &["ends early"]),
+        case("vault: a v1 field that is a boolean, lease of the wrong type", Input::Vault { version: 1, status: 200, body: json!({"lease_duration": "soon", "data": {"api_key": true}}).to_string() }, invalid, &["kv/azerion", "is a boolean, not a string"]),
+        case("vault: deleted version, version as a string", kv2(200, json!({"data": {"data": null, "metadata": {"version": "3", "deletion_time": "2026-01-01T00:00:00Z"}}}).to_string()), Some(Missing), &["the latest version of the secret was deleted at 2026-01-01T00:00:00Z"]),
+        case("vault: an error body echoing the token and the key", kv2(500, json!({"errors": [format!("token {ROOT_TOKEN} may not read {KEY}")]}).to_string()), Some(Unavailable), &["server error", "HTTP 500"]),
+        case("vault: an error body of the wrong shape", kv2(403, json!({"errors": {"permission": "denied"}, "warnings": [1, 2]}).to_string()), Some(Denied), &["permission denied (HTTP 403"]),
+    ]
+}
+
 /// What a case produced.
 struct Outcome {
     display: String,
@@ -272,6 +325,34 @@ fn run(name: &'static str, input: Input, dir: PathBuf) -> BoxFuture {
                 from_api_error(&err)
             }
             Input::HugeErrorBodyOverLoopback => huge_error_body_over_loopback().await,
+            #[cfg(feature = "vault")]
+            Input::Vault {
+                version,
+                status,
+                body,
+            } => {
+                let fixture = vault_server::VaultFixture::start().await;
+                fixture.set_mode(vault_server::Mode::Fail(status, body));
+                let source = tower_bearer::VaultKeySource::builder()
+                    .address(fixture.url())
+                    .token(vault_server::ROOT_TOKEN)
+                    .mount(if version == 1 { "kv" } else { "secret" })
+                    .kv_version(version)
+                    .path("azerion")
+                    .field("api_key")
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                let err = source.load().await.expect_err(name);
+                let outcome = from_key_error(err);
+                let origin = format!("vault {} ", fixture.url());
+                assert!(
+                    outcome.display.starts_with(&origin),
+                    "{name}: {}",
+                    outcome.display
+                );
+                outcome
+            }
         }
     })
 }
@@ -409,7 +490,10 @@ fn shows_more_than_7_chars(text: &str, secret: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_gives_a_clear_error_without_the_secret() {
-    let cases = cases();
+    #[allow(unused_mut)]
+    let mut cases = cases();
+    #[cfg(feature = "vault")]
+    cases.extend(vault_cases());
     assert!(cases.len() >= 25, "{} cases", cases.len());
     let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
@@ -445,6 +529,10 @@ async fn every_bad_input_gives_a_clear_error_without_the_secret() {
         }
         if shows_more_than_7_chars(&both, SECRET) || both.contains("sk-01234") {
             failures.push(format!("{name}: leaks the secret: {both}"));
+        }
+        #[cfg(feature = "vault")]
+        if shows_more_than_7_chars(&both, vault_server::ROOT_TOKEN) {
+            failures.push(format!("{name}: leaks the Vault token: {both}"));
         }
         println!("{name}: {}", outcome.display);
     }

@@ -5,12 +5,17 @@
 //! The run: a first load, a 401 answered by a rotation and a replay, a refresh that fails and is
 //! served stale, a manual rotation that fails, the env and file sources (one file readable by
 //! others, one holding junk), a request out of scope, and an error-mapping run with a transient
-//! retry where the server echoes the key in its 401 and 429 bodies. Current-thread runtime, so
-//! every event lands in this test's dispatcher.
+//! retry where the server echoes the key in its 401 and 429 bodies; with feature `vault`, a key
+//! read from the fixture Vault, then Vault refusing, failing with a body that echoes the token
+//! and the key, holding an invalid key, and a configuration refused at build. Current-thread
+//! runtime, so every event lands in this test's dispatcher.
 
 #![cfg(all(feature = "env", feature = "file"))]
 
 mod support;
+#[cfg(feature = "vault")]
+#[path = "support/vault_server.rs"]
+mod vault_server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +38,16 @@ const KEY_A: &str = "sk-hyg!A7q2Zp9Lm4Xc8Vb1Nd6";
 const KEY_B: &str = "sk-hyg#B3w8Ks5Jh2Qe7Rt4Yu9";
 const ENV_KEY: &str = "sk-env-Q9w8E7r6T5y4U3i2O1p0";
 const FILE_KEY: &str = "sk-file-M1n2B3v4C5x6Z7l8K9j0";
-const SECRETS: [&str; 4] = [KEY_A, KEY_B, ENV_KEY, FILE_KEY];
+const VAULT_KEY: &str = "sk-vault-H4g5F6d7S8a9P0o1I2u3";
+
+/// Every secret of the run: the keys, and (with feature `vault`) the Vault token.
+fn secrets() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut all = vec![KEY_A, KEY_B, ENV_KEY, FILE_KEY, VAULT_KEY];
+    #[cfg(feature = "vault")]
+    all.push(vault_server::ROOT_TOKEN);
+    all
+}
 
 /// Whether `text` shows any run of 8 consecutive characters of `secret`, as it is or as
 /// `Debug` escapes it.
@@ -293,6 +307,64 @@ async fn no_key_in_any_log_line_debug_or_display() {
     show!("scope error", scope, display);
     show!("scoped layer", scoped);
 
+    // 9b. Vault: a key read through the layer, then every kind of failure.
+    #[cfg(feature = "vault")]
+    {
+        use tower_bearer::VaultKeySource;
+        use vault_server::{kv2_body, Mode, VaultFixture, DENIED, ROOT_TOKEN};
+        let vault = VaultFixture::start().await;
+        vault.put_kv2("azerion", "api_key", VAULT_KEY);
+        *accepted.lock().unwrap() = VAULT_KEY;
+        let builder = VaultKeySource::builder()
+            .address(vault.url())
+            .token(ROOT_TOKEN)
+            .mount("secret")
+            .path("azerion")
+            .field("api_key")
+            .timeout(Duration::from_secs(10));
+        show!("VaultKeySourceBuilder", builder);
+        let source = builder.clone().build().unwrap();
+        show!("VaultKeySource", source);
+        let vault_layer = BearerAuthLayer::new(source.clone());
+        let res = ServiceBuilder::new()
+            .layer(vault_layer.clone())
+            .service(support::client::<Empty<Bytes>>())
+            .oneshot(get(addr, "/ok"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        show!("vault layer", vault_layer);
+        let echo = serde_json::json!({"errors": [
+            format!("token {ROOT_TOKEN} may not read {VAULT_KEY}"),
+            format!("X-Vault-Token={ROOT_TOKEN}"),
+        ]});
+        for mode in [
+            Mode::Fail(403, DENIED.to_owned()),
+            Mode::Fail(500, echo.to_string()),
+            Mode::Fail(503, echo.to_string()),
+            Mode::Fail(
+                200,
+                kv2_body("api_key", &format!("{VAULT_KEY} {ROOT_TOKEN}").into()),
+            ),
+            Mode::Fail(200, kv2_body("other", &VAULT_KEY.into())),
+        ] {
+            vault.set_mode(mode);
+            let err = vault_layer.handle().rotate().await.unwrap_err();
+            show!("vault error", err, display);
+        }
+        vault.set_mode(Mode::Normal);
+        vault.revoke(ROOT_TOKEN);
+        let err = source.load().await.unwrap_err();
+        assert_eq!(err.kind(), KeyErrorKind::Denied);
+        show!("vault error, token revoked", err, display);
+        let err = builder
+            .address("http://vault.example.com:8200")
+            .build()
+            .unwrap_err();
+        show!("vault build error", err, display);
+        show!("vault source after the run", source);
+    }
+
     // 10. What the inner service sees: the request's Debug shows the header as sensitive.
     let seen = Arc::new(Mutex::new(String::new()));
     let seen_in = seen.clone();
@@ -408,7 +480,7 @@ async fn no_key_in_any_log_line_debug_or_display() {
 
     let mut leaks = Vec::new();
     for (what, text) in &shown {
-        for secret in SECRETS {
+        for secret in secrets() {
             if shows_more_than_7_chars(text, secret) {
                 leaks.push(format!("{what} shows {secret}: {text}"));
             }

@@ -279,7 +279,9 @@ pub(crate) fn vault_messages(body: &[u8]) -> Vec<String> {
     messages.truncate(MAX_MESSAGES);
     let mut messages: Vec<String> = messages
         .into_iter()
-        .map(|m| cap(&m, MAX_MESSAGE_CHARS))
+        // Vault echoes no secret, but a proxy or a plugin might: redact what looks like a
+        // token or a key (and cut, as `cap` would).
+        .map(|m| crate::errors::safe_message(&m, MAX_MESSAGE_CHARS))
         .collect();
     if total > MAX_MESSAGES {
         messages.push(format!("and {} more", total - MAX_MESSAGES));

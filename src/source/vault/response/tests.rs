@@ -125,6 +125,15 @@ fn messages_are_folded_and_capped() {
     assert_eq!(vault_messages(many), ["a", "b", "c", "and 2 more"]);
 }
 
+#[test]
+fn messages_never_echo_a_token_or_a_key() {
+    let body = br#"{"errors":["token hvs.CAESIJlU0123456789abcdef may not read sk-live-0123456789abcdef"]}"#;
+    assert_eq!(
+        vault_messages(body),
+        ["token [redacted] may not read [redacted]"]
+    );
+}
+
 mod prop {
     use proptest::prelude::*;
 

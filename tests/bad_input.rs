@@ -127,7 +127,7 @@ fn cases() -> Vec<Case> {
         case("key: pasted bearer prefix, lower case", key(format!("bearer {KEY}")), invalid, &["\"Bearer \" prefix"]),
         case("key: CR LF (header injection)", key(format!("{KEY}\r\nX-Evil: 1")), invalid, &["carriage return (CR) at byte 22"]),
         case("key: trailing LF", key(format!("{KEY}\n")), invalid, &["line feed (LF) at byte 22"]),
-        case("key: NUL", key(format!("sk-0123\0456789abcdefXYZ")), invalid, &["NUL byte at byte 7"]),
+        case("key: NUL", key("sk-0123\x00456789abcdefXYZ"), invalid, &["NUL byte at byte 7"]),
         case("key: tab", key(format!("{KEY}\t")), invalid, &["a tab at byte 22"]),
         case("key: DEL", key(format!("sk-\u{7f}{SECRET}")), invalid, &["DEL character at byte 3"]),
         case("key: inner space", key(format!("sk- {SECRET}")), invalid, &["a space at byte 3"]),
@@ -140,7 +140,7 @@ fn cases() -> Vec<Case> {
         case("key: BOM", key(format!("\u{feff}{KEY}")), invalid, &["non-ASCII character at byte 0"]),
         // Files.
         case("file: binary, not UTF-8", file(b"\xff\xfe\x00sk-0123456789abcdefXYZ".to_vec()), Some(Unreadable), &["is not UTF-8 text (invalid byte at offset 0)"]),
-        case("file: binary, NUL inside UTF-8", file(format!("sk-0123\0456789abcdefXYZ\n")), invalid, &["NUL byte at byte 7"]),
+        case("file: binary, NUL inside UTF-8", file("sk-0123\x00456789abcdefXYZ\n"), invalid, &["NUL byte at byte 7"]),
         case("file: UTF-8 BOM before the key", file(format!("\u{feff}{KEY}\n")), invalid, &["non-ASCII character at byte 0"]),
         case("file: two keys on two lines", file(format!("{KEY}\nsk-second-0123456789abcdef\n")), invalid, &["more than one line"]),
         case("file: empty", file(Vec::new()), Some(Missing), &["is empty"]),

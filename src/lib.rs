@@ -7,19 +7,36 @@
 //! use http_body_util::{BodyExt, Empty};
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_bearer::azerion;
+//! use tower_bearer::{azerion, ErrorMappingLayer};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), tower::BoxError> {
-//! # let https = hyper_util::client::legacy::connect::HttpConnector::new();
+//! let https = hyper_rustls::HttpsConnectorBuilder::new()
+//!     .with_webpki_roots()
+//!     .https_only()
+//!     .enable_http1()
+//!     .build();
 //! let client = ServiceBuilder::new()
+//!     .layer(ErrorMappingLayer::new()) // a status >= 400 becomes a typed ApiError
 //!     .layer(azerion::layer()) // key from AZERION_API_KEY, sent to api.azerion.ai only
 //!     .service(Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(https));
 //!
 //! let request = http::Request::get(format!("{}/models", azerion::BASE_URL)).body(Empty::new())?;
 //! let response = client.oneshot(request).await?;
-//! println!("{}", response.into_body().collect().await?.to_bytes().len());
+//! println!("{}", String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes()));
 //! # Ok(()) }
 //! ```
+//!
+//! # The layers
+//!
+//! | layer | what it does |
+//! |-------|--------------|
+//! | [`BearerAuthLayer`] | adds the header from a [`KeySource`]; caches, refreshes, rotates on 401 and replays once |
+//! | [`ErrorMappingLayer`] | turns a status of 400 or more into an [`ApiError`] (kind, message, code, Retry-After, request id) |
+//! | [`TransientRetryLayer`] | retries 408, 409, 429 and 5xx (not 501) and refused connections, with backoff and a budget |
+//!
+//! Stack them outermost first: `TransientRetryLayer`, `ErrorMappingLayer`, `BearerAuthLayer`,
+//! then the client, so each retry goes through the bearer layer and picks up a rotated key (see
+//! [`errors`]).
 //!
 //! # How a request flows
 //!
@@ -41,7 +58,9 @@
 //! [`azerion`] presets scope to `api.azerion.ai`), never over plain `http://` to a host that is
 //! not loopback unless [`BearerAuthLayer::allow_insecure_http`] says so, and never into a log, a
 //! `Debug` string, an error message or a panic message: those show the key's
-//! [fingerprint](ApiKey::fingerprint) at most.
+//! [fingerprint](ApiKey::fingerprint) at most. The secret is held in a
+//! [`secrecy::SecretString`], zeroized on drop; the bytes of the prebuilt header value cannot be
+//! (the `http` crate shares them by reference count), which is why it is built once per key.
 //!
 //! # Cargo features
 //!
@@ -49,7 +68,7 @@
 //! |---------|---------|--------------|
 //! | `env`   | yes     | [`EnvKeySource`] and [`azerion::layer`] |
 //! | `file`  | yes     | [`FileKeySource`] |
-//! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2, token, AppRole, Kubernetes) |
+//! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
 //! | `full`  | no      | all of the above |
 
 #![deny(missing_docs)]
@@ -80,6 +99,85 @@ pub use source::EnvKeySource;
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use source::FileKeySource;
 pub use source::{KeyFuture, KeySource, StaticKey};
+#[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
+pub use source::{VaultKeySource, VaultKeySourceBuilder};
+
+/// Pure parsers exposed for the fuzz targets in `fuzz/` and the property tests. Not part of
+/// the public API: no stability promise, hidden from the docs.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// What [`parse_error_body`] understood of an error body.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct ErrorBodyFields {
+        /// The message (`error.message`, `message`, `detail`, `errors`…).
+        pub message: Option<String>,
+        /// The error's `type`.
+        pub error_type: Option<String>,
+        /// The error's `code`.
+        pub code: Option<String>,
+        /// The error's `param`.
+        pub param: Option<String>,
+    }
+
+    /// The error-body parser behind [`ApiError::message`](crate::ApiError::message).
+    pub fn parse_error_body(bytes: &[u8]) -> ErrorBodyFields {
+        let parsed = crate::errors::parse_error_body(bytes);
+        ErrorBodyFields {
+            message: parsed.message,
+            error_type: parsed.error_type,
+            code: parsed.code,
+            param: parsed.param,
+        }
+    }
+
+    /// The redaction and cut that [`ApiError`](crate::ApiError)'s `Display` applies to a
+    /// server's message.
+    pub fn safe_message(message: &str, max: usize) -> String {
+        crate::errors::safe_message(message, max)
+    }
+
+    /// What [`parse_vault_kv`] read. No `Debug`: it holds the secret.
+    #[cfg(feature = "vault")]
+    pub struct VaultKvRead {
+        /// The field's value.
+        pub value: String,
+        /// KV v1's `lease_duration`, when set.
+        pub lease: Option<std::time::Duration>,
+        /// KV v2's `metadata.version`, when present.
+        pub version: Option<u64>,
+    }
+
+    /// The parser of a Vault KV read's body (`data.data.{field}` for v2, `data.{field}` for
+    /// v1); the error is the cause `VaultKeySource` reports.
+    #[cfg(feature = "vault")]
+    pub fn parse_vault_kv(kv_version: u8, body: &[u8], field: &str) -> Result<VaultKvRead, String> {
+        use secrecy::ExposeSecret;
+        crate::source::parse_kv_response(kv_version, body, field)
+            .map(|read| VaultKvRead {
+                value: read.value.expose_secret().to_owned(),
+                lease: read.lease,
+                version: read.version,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The parser of a Vault login or `renew-self` answer: `(client_token, lease, renewable)`.
+    #[cfg(feature = "vault")]
+    pub fn parse_vault_auth(body: &[u8]) -> Result<(String, std::time::Duration, bool), String> {
+        use secrecy::ExposeSecret;
+        crate::source::parse_auth_response(body).map(|auth| {
+            let token = auth.client_token.expose_secret().to_owned();
+            (token, auth.lease, auth.renewable)
+        })
+    }
+
+    /// Vault's `errors` (or `warnings`) strings from an error body, as error messages quote them.
+    #[cfg(feature = "vault")]
+    pub fn vault_messages(body: &[u8]) -> Vec<String> {
+        crate::source::vault_messages(body)
+    }
+}
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

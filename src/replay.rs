@@ -453,10 +453,17 @@ impl Body for ReplayableBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.state {
             State::Recording { inner, tape } => {
-                let polled = Pin::new(inner).poll_frame(cx);
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
                 let mut tape = lock(tape);
                 match &polled {
-                    Poll::Ready(Some(Ok(frame))) => tape.record(frame),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        tape.record(frame);
+                        // A body of known length is complete with its last byte: a server that
+                        // answers 401 at once may never let the client poll for the end.
+                        if inner.is_end_stream() {
+                            tape.complete = true;
+                        }
+                    }
                     Poll::Ready(None) => tape.complete = true,
                     _ => {}
                 }

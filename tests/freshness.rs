@@ -14,8 +14,7 @@ use http::{Request, Response};
 use http_body_util::Empty;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
-    ApiKey, BearerAuthLayer, KeyError, KeyErrorKind, KeyFuture, KeySource, RotationEvent,
-    RotationReason,
+    ApiKey, BearerAuthLayer, KeyError, KeyErrorKind, KeyFuture, KeySource, RotationReason,
 };
 
 const KEY_A: &str = "sk-fresh-key-AAAAAAAAAAAAAA";
@@ -95,21 +94,10 @@ async fn advance(by: Duration) {
     }
 }
 
-fn recorder() -> (
-    Arc<Mutex<Vec<RotationEvent>>>,
-    impl Fn(&RotationEvent) + Send + Sync,
-) {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    (events, move |e: &RotationEvent| {
-        sink.lock().unwrap().push(e.clone())
-    })
-}
-
 #[tokio::test(start_paused = true)]
 async fn the_refresh_hint_is_honoured() {
     let source = Steered::new(KEY_A);
-    let (events, hook) = recorder();
+    let (events, hook) = support::recorder();
     let layer = BearerAuthLayer::new(source.clone()).on_rotate(hook);
     let mut svc = echo(&layer);
 

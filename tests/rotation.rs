@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::{
     ApiKey, BearerAuthLayer, FileKeySource, KeyError, KeyErrorKind, KeyFuture, KeySource,
-    ReplayableBody, RotationEvent, RotationReason,
+    ReplayableBody, RotationReason,
 };
 
 const KEY_A: &str = "sk-rotation-key-AAAAAAAAAAAA";
@@ -100,17 +100,6 @@ impl Api {
     }
 }
 
-fn recorder() -> (
-    Arc<Mutex<Vec<RotationEvent>>>,
-    impl Fn(&RotationEvent) + Send + Sync,
-) {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    (events, move |e: &RotationEvent| {
-        sink.lock().unwrap().push(e.clone())
-    })
-}
-
 fn post(addr: std::net::SocketAddr, body: &'static str) -> Request<Full<Bytes>> {
     Request::post(format!("http://{addr}/v1/chat/completions"))
         .body(Full::new(Bytes::from_static(body.as_bytes())))
@@ -123,7 +112,7 @@ async fn a_rotated_key_file_heals_through_one_401_with_the_same_body() {
     let path = dir.path().join("api-key");
     std::fs::write(&path, format!("{KEY_A}\n")).unwrap();
     let (api, addr) = Api::start(Some(KEY_A)).await;
-    let (events, hook) = recorder();
+    let (events, hook) = support::recorder();
     let layer = BearerAuthLayer::new(FileKeySource::new(&path)).on_rotate(hook);
     let client = ServiceBuilder::new()
         .layer(layer)
@@ -258,7 +247,7 @@ async fn with_retry_off_the_401_goes_back_but_the_key_rotates() {
 async fn manual_rotation_loads_now_and_reports_it() {
     let source = SwitchSource::with(KEY_A);
     let (api, addr) = Api::start(Some(KEY_A)).await;
-    let (events, hook) = recorder();
+    let (events, hook) = support::recorder();
     let layer = BearerAuthLayer::new(source.clone()).on_rotate(hook);
     let handle = layer.handle();
     assert_eq!(handle.fingerprint(), None);

@@ -2,6 +2,7 @@
 //! a loopback HTTP server and the stand-in Azerion API. Not part of the library.
 #![allow(dead_code)]
 
+pub mod gateway;
 pub mod stand_in;
 
 use std::convert::Infallible;

@@ -280,9 +280,10 @@ impl fmt::Debug for ApiError {
                     .message()
                     .map(|m| safe_message(m, DISPLAY_MESSAGE_CHARS)),
             )
-            .field("error_type", &self.error_type())
-            .field("code", &self.code())
-            .field("param", &self.param())
+            // The server's text, like the message: a key echoed in any of them is redacted.
+            .field("error_type", &self.error_type().map(safe_field))
+            .field("code", &self.code().map(safe_field))
+            .field("param", &self.param().map(safe_field))
             .field("retry_after", &self.retry_after)
             .field("request_id", &self.request_id())
             .field("headers", &RedactedHeaders(&self.headers))
@@ -294,6 +295,10 @@ impl fmt::Debug for ApiError {
 
 impl std::error::Error for ApiError {}
 
+fn safe_field(text: &str) -> String {
+    safe_message(text, DISPLAY_MESSAGE_CHARS)
+}
+
 struct RedactedHeaders<'a>(&'a HeaderMap);
 
 impl fmt::Debug for RedactedHeaders<'_> {
@@ -303,7 +308,9 @@ impl fmt::Debug for RedactedHeaders<'_> {
             if value.is_sensitive() || is_secret_header(name) {
                 map.entry(name, &format_args!("[redacted]"));
             } else {
-                map.entry(name, value);
+                // A server may echo the key in any header: redact what looks like one.
+                let text = String::from_utf8_lossy(value.as_bytes());
+                map.entry(name, &safe_message(&text, DISPLAY_MESSAGE_CHARS));
             }
         }
         map.finish()
@@ -349,5 +356,48 @@ mod tests {
         assert!(debug.contains("req_1"), "{debug}");
         assert!(err.headers()["set-cookie"].is_sensitive());
         assert_eq!(err.to_string(), "HTTP 502 Bad Gateway (server error)");
+    }
+
+    #[test]
+    fn a_key_echoed_in_type_code_or_param_is_redacted_in_debug() {
+        let body = r#"{"error":{"message":"bad key","type":"sk-live-0123456789abcdef","code":"Bearer abcdefgh12345678","param":"sk-proj-!0123456789"}}"#;
+        let err = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            HeaderMap::new(),
+            Bytes::from(body),
+        );
+        assert_eq!(
+            err.error_type(),
+            Some("sk-live-0123456789abcdef"),
+            "raw in the accessor"
+        );
+        let debug = format!("{err:?}");
+        for secret in ["0123456789", "abcdefgh1234"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(
+            debug.contains(r#"error_type: Some("[redacted]")"#),
+            "{debug}"
+        );
+        assert!(
+            debug.contains(r#"code: Some("Bearer [redacted]")"#),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_key_echoed_in_any_header_is_redacted_in_debug() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-echo", "Bearer k3y!0123456789abcdef".parse().unwrap());
+        headers.insert("x-url", "/v1?api_key=sk-live-0123456789".parse().unwrap());
+        headers.insert("x-request-id", "req_1".parse().unwrap());
+        let err = ApiError::new(StatusCode::UNAUTHORIZED, headers, Bytes::new());
+        let debug = format!("{err:?}");
+        assert!(!debug.contains("0123456789"), "{debug}");
+        assert!(
+            debug.contains(r#""x-echo": "Bearer [redacted]""#),
+            "{debug}"
+        );
+        assert!(debug.contains(r#""x-request-id": "req_1""#), "{debug}");
     }
 }

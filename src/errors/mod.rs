@@ -74,8 +74,10 @@ mod retry_layer;
 mod service;
 
 pub use api_error::{ApiError, ApiErrorKind};
+pub(crate) use body::parse_error_body;
 pub use future::ResponseFuture;
 pub use layer::{ErrorMappingLayer, DEFAULT_BODY_CAP, DEFAULT_BODY_TIMEOUT};
+pub(crate) use redact::safe_message;
 pub use retry::{
     RetryDelay, TransientRetryPolicy, DEFAULT_BASE_BACKOFF, DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_RETRIES, DEFAULT_RETRY_AFTER_CAP,

@@ -1,4 +1,3 @@
-use std::borrow::Cow;
 use std::env::VarError;
 use std::fmt;
 
@@ -18,12 +17,12 @@ use crate::{ApiKey, KeyError, KeyErrorKind, KeyFuture, KeySource};
 /// ```
 #[derive(Clone)]
 pub struct EnvKeySource {
-    var: Cow<'static, str>,
+    var: String,
 }
 
 impl EnvKeySource {
     /// Reads the variable named `var`.
-    pub fn new(var: impl Into<Cow<'static, str>>) -> EnvKeySource {
+    pub fn new(var: impl Into<String>) -> EnvKeySource {
         EnvKeySource { var: var.into() }
     }
 
@@ -39,7 +38,7 @@ impl EnvKeySource {
 
     fn read(&self) -> Result<ApiKey, KeyError> {
         let origin = format!("environment variable {}", self.var);
-        let value = match std::env::var(&*self.var) {
+        let value = match std::env::var(&self.var) {
             Ok(value) => value,
             Err(VarError::NotPresent) => {
                 return Err(KeyError::new(KeyErrorKind::Missing, "is not set").with_origin(origin))

@@ -31,12 +31,21 @@ mod env;
 #[cfg(feature = "file")]
 mod file;
 mod fixed;
+#[cfg(feature = "vault")]
+mod vault;
 
 #[cfg(feature = "env")]
+#[cfg_attr(docsrs, doc(cfg(feature = "env")))]
 pub use env::EnvKeySource;
 #[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::FileKeySource;
 pub use fixed::StaticKey;
+#[cfg(feature = "vault")]
+pub(crate) use vault::{parse_auth_response, parse_kv_response, vault_messages};
+#[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
+pub use vault::{VaultKeySource, VaultKeySourceBuilder};
 
 /// The future a [`KeySource`] returns. Boxed: loads are rare (first use, refresh, 401, manual
 /// rotation), and a boxed future keeps the trait object safe so `Arc<dyn KeySource>` works.

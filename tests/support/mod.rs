@@ -6,7 +6,7 @@
 mod examples_support;
 pub mod logs;
 
-pub use examples_support::{serve, stand_in};
+pub use examples_support::{gateway, serve, stand_in};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -125,4 +125,16 @@ impl http_body::Body for ChannelBody {
             .poll_recv(cx)
             .map(|item| item.map(|result| result.map(http_body::Frame::data)))
     }
+}
+
+/// A rotation hook that records every event, and the list it records into.
+pub fn recorder() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<tower_bearer::RotationEvent>>>,
+    impl Fn(&tower_bearer::RotationEvent) + Send + Sync,
+) {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    (events, move |e: &tower_bearer::RotationEvent| {
+        sink.lock().unwrap().push(e.clone())
+    })
 }

@@ -1,0 +1,71 @@
+//! The Vault CLI's environment: its variables, and the token helper's `~/.vault-token`.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+use crate::{KeyError, KeyErrorKind};
+
+const ORIGIN: &str = "vault CLI environment";
+
+/// The token as the Vault CLI finds it: `VAULT_TOKEN`, else `~/.vault-token`.
+pub(crate) fn cli_token() -> Result<SecretString, KeyError> {
+    let token = match env_var("VAULT_TOKEN")? {
+        Some(token) => token,
+        None => token_helper_file()?,
+    };
+    Ok(SecretString::from(token))
+}
+
+/// A variable's value; unset and empty are both `None`, as the Vault CLI takes them.
+pub(crate) fn env_var(name: &str) -> Result<Option<String>, KeyError> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v.trim().to_owned())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(KeyError::new(
+            KeyErrorKind::Config,
+            format!("environment variable {name} is not valid Unicode"),
+        )
+        .with_origin(ORIGIN)),
+    }
+}
+
+/// The token the Vault CLI's default token helper keeps in `~/.vault-token`.
+fn token_helper_file() -> Result<String, KeyError> {
+    let missing = |cause: String| KeyError::new(KeyErrorKind::Missing, cause).with_origin(ORIGIN);
+    let home = std::env::var_os("HOME")
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            missing("VAULT_TOKEN is not set and there is no home directory (HOME) to find ~/.vault-token in".into())
+        })?;
+    let file = PathBuf::from(home).join(".vault-token");
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(missing(format!(
+            "VAULT_TOKEN is not set and {} does not exist (run `vault login`, or set VAULT_TOKEN)",
+            file.display()
+        )))
+        }
+        Err(e) => {
+            return Err(KeyError::new(
+                KeyErrorKind::Unreadable,
+                format!(
+                    "VAULT_TOKEN is not set and {} cannot be read: {e}",
+                    file.display()
+                ),
+            )
+            .with_origin(ORIGIN))
+        }
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(missing(format!(
+            "VAULT_TOKEN is not set and {} is empty",
+            file.display()
+        )));
+    }
+    Ok(token.to_owned())
+}

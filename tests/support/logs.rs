@@ -33,10 +33,5 @@ pub fn capture() -> (Dispatch, Captured) {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let dispatch = Dispatch::new(subscriber);
-    // `Dispatch::new` re-evaluates every callsite's cached interest; a callsite registering on
-    // another test's thread at that instant can still store a stale "never". A second pass
-    // closes that window.
-    tracing::callsite::rebuild_interest_cache();
-    (dispatch, captured)
+    (Dispatch::new(subscriber), captured)
 }

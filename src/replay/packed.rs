@@ -1,0 +1,255 @@
+//! The 401 replay's copy of a request: the URI and headers packed as bytes.
+
+use std::any::Any;
+
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+
+use super::try_clone_body;
+use super::ReplayableBody;
+
+/// What the 401 replay keeps of a request it sent: method, version, extensions, the body (by
+/// reference count for `Full<Bytes>`) and, packed as bytes, the URI and the headers.
+///
+/// Packing, rather than cloning the `Uri` and `HeaderMap`, is what keeps this cheap: cloning
+/// them costs an atomic reference count per URI part and per header value (and a first clone
+/// of a `Bytes` built from a `&str` allocates), where packing is a copy of a few dozen bytes,
+/// inline when they fit (a URI and a few headers do). The `Uri` and `HeaderMap` are rebuilt
+/// only for a replay, which is rare.
+pub(crate) struct ReplayCopy<B> {
+    method: Method,
+    version: Version,
+    head: Head,
+    extensions: Extensions,
+    body: B,
+}
+
+impl<B: 'static> ReplayCopy<B> {
+    /// A copy of `req`, if its body can be had again. See the module docs.
+    #[inline(always)]
+    pub(crate) fn of(req: &Request<B>) -> Option<Self> {
+        let body = try_clone_body(req.body())?;
+        let mut copy = ReplayCopy {
+            method: req.method().clone(),
+            version: req.version(),
+            head: Head::Inline {
+                len: 0,
+                buf: [0; INLINE],
+            },
+            extensions: if req.extensions().is_empty() {
+                Extensions::new()
+            } else {
+                req.extensions().clone()
+            },
+            body,
+        };
+        // Packed where it stays: the inline bytes are not moved after they are written.
+        copy.head.fill(req.uri(), req.headers());
+        Some(copy)
+    }
+
+    /// Whether the copy can be sent now. Only a [`ReplayableBody`] can say no.
+    pub(crate) fn can_replay(&self) -> bool {
+        match (&self.body as &dyn Any).downcast_ref::<ReplayableBody>() {
+            Some(body) => body.can_replay(),
+            None => true,
+        }
+    }
+
+    /// The request again, as it was copied. `None` only if its URI or headers, which were valid
+    /// when copied, do not parse back (they always should).
+    pub(crate) fn into_request(self) -> Option<Request<B>> {
+        let (uri, headers) = self.head.unpack()?;
+        let mut req = Request::new(self.body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = headers;
+        *req.extensions_mut() = self.extensions;
+        Some(req)
+    }
+}
+
+/// Bytes packed inline in a [`ReplayCopy`]: room for a typical API URI and a few headers.
+const INLINE: usize = 124;
+
+/// The URI and headers of a [`ReplayCopy`].
+///
+/// Packed layout: the URI as [`PackedUri`], then per header value: flags (1 = sensitive), name
+/// length and value length (u16 LE each), name, value; in `HeaderMap::iter` order.
+enum Head {
+    Inline {
+        len: u16,
+        buf: [u8; INLINE],
+    },
+    Spilled(Box<[u8]>),
+    /// A part too long for a u16 length, or a URI with no text form: cloned as it is.
+    Cloned(Box<(Uri, HeaderMap)>),
+}
+
+const SENSITIVE: u8 = 1;
+
+impl Head {
+    /// Packs `uri` and `headers` into `self`, an empty `Head::Inline`.
+    #[inline(always)]
+    fn fill(&mut self, uri: &Uri, headers: &HeaderMap) {
+        // The scheme as a tag: no copy for http and https.
+        let (tag, other) = match uri.scheme_str() {
+            None => (NO_SCHEME, ""),
+            Some("https") => (HTTPS, ""),
+            Some("http") => (HTTP, ""),
+            Some(other) => (OTHER_SCHEME, other),
+        };
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let path = uri.path_and_query().map_or("", |p| p.as_str());
+        let text =
+            if other.is_empty() { 0 } else { other.len() + 3 } + authority.len() + path.len();
+        if text <= u16::MAX as usize && (text != 0 || tag != NO_SCHEME) {
+            let packed = PackedUri {
+                tag,
+                other,
+                authority,
+                path,
+                text,
+            };
+            // One pass in the common case: it fits inline.
+            if let Head::Inline { len, buf } = self {
+                if let Some(used) = pack(buf, &packed, headers) {
+                    *len = used as u16;
+                    return;
+                }
+            }
+            if let Some(len) = packed_len(&packed, headers) {
+                let mut buf = vec![0u8; len].into_boxed_slice();
+                if pack(&mut buf, &packed, headers).is_some() {
+                    *self = Head::Spilled(buf);
+                    return;
+                }
+            }
+        }
+        *self = Head::Cloned(Box::new((uri.clone(), headers.clone())));
+    }
+
+    fn unpack(self) -> Option<(Uri, HeaderMap)> {
+        let packed = match &self {
+            Head::Inline { len, buf } => &buf[..*len as usize],
+            Head::Spilled(buf) => &buf[..],
+            Head::Cloned(_) => {
+                let Head::Cloned(cloned) = self else {
+                    unreachable!()
+                };
+                return Some(*cloned);
+            }
+        };
+        let mut r = Reader(packed);
+        let tag = r.take(1)?[0];
+        let text_len = r.u16()?;
+        let prefix: &[u8] = match tag {
+            HTTP => b"http://",
+            HTTPS => b"https://",
+            _ => b"",
+        };
+        let mut text = Vec::with_capacity(prefix.len() + text_len);
+        text.extend_from_slice(prefix);
+        text.extend_from_slice(r.take(text_len)?);
+        let uri = Uri::try_from(text).ok()?;
+        let mut headers = HeaderMap::new();
+        while !r.0.is_empty() {
+            let flags = r.take(1)?[0];
+            let (n, v) = (r.u16()?, r.u16()?);
+            let name = HeaderName::from_bytes(r.take(n)?).ok()?;
+            let mut value = HeaderValue::from_bytes(r.take(v)?).ok()?;
+            value.set_sensitive(flags & SENSITIVE != 0);
+            headers.append(name, value);
+        }
+        Some((uri, headers))
+    }
+}
+
+const NO_SCHEME: u8 = 0;
+const HTTP: u8 = 1;
+const HTTPS: u8 = 2;
+/// A scheme other than http and https: written out, with its `://`, before the authority.
+const OTHER_SCHEME: u8 = 3;
+
+/// A URI's parts as [`pack`] writes them: `tag`, the text length (u16 LE), then the text
+/// (`other://` if the scheme is neither http nor https, authority, path and query).
+struct PackedUri<'a> {
+    tag: u8,
+    other: &'a str,
+    authority: &'a str,
+    path: &'a str,
+    text: usize,
+}
+
+/// Writes the packed head into `buf`; `None` if it does not fit or a part is too long for
+/// its u16 length.
+#[inline(always)]
+fn pack(buf: &mut [u8], uri: &PackedUri<'_>, headers: &HeaderMap) -> Option<usize> {
+    let mut w = Writer { buf, at: 0 };
+    let len = (uri.text as u16).to_le_bytes();
+    w.put(&[uri.tag, len[0], len[1]])?;
+    if !uri.other.is_empty() {
+        w.put(uri.other.as_bytes())?;
+        w.put(b"://")?;
+    }
+    w.put(uri.authority.as_bytes())?;
+    w.put(uri.path.as_bytes())?;
+    if !headers.is_empty() {
+        for (name, value) in headers {
+            let (name, bytes) = (name.as_str().as_bytes(), value.as_bytes());
+            let n = u16::try_from(name.len()).ok()?.to_le_bytes();
+            let v = u16::try_from(bytes.len()).ok()?.to_le_bytes();
+            let flags = if value.is_sensitive() { SENSITIVE } else { 0 };
+            w.put(&[flags, n[0], n[1], v[0], v[1]])?;
+            w.put(name)?;
+            w.put(bytes)?;
+        }
+    }
+    Some(w.at)
+}
+
+/// The length [`pack`] needs; `None` if a part is too long for its u16 length.
+fn packed_len(uri: &PackedUri<'_>, headers: &HeaderMap) -> Option<usize> {
+    let mut len = 3 + uri.text;
+    for (name, value) in headers {
+        let (n, v) = (name.as_str().len(), value.as_bytes().len());
+        if n > u16::MAX as usize || v > u16::MAX as usize {
+            return None;
+        }
+        len += 5 + n + v;
+    }
+    Some(len)
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) -> Option<()> {
+        let end = self.at + bytes.len();
+        self.buf.get_mut(self.at..end)?.copy_from_slice(bytes);
+        self.at = end;
+        Some(())
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.0.len() {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u16(&mut self) -> Option<usize> {
+        let b = self.take(2)?;
+        Some(u16::from_le_bytes([b[0], b[1]]) as usize)
+    }
+}

@@ -461,8 +461,12 @@ async fn debug_of_every_public_type_hides_the_key() {
     let req = Request::get("https://api.azerion.ai/")
         .body(Empty::new())
         .unwrap();
-    svc.ready().await.unwrap().call(req).await.unwrap();
+    let fut = svc.ready().await.unwrap().call(req);
+    let future_text = format!("{fut:?}");
+    assert_eq!(future_text, "ResponseFuture { state: \"loading the key\" }");
+    fut.await.unwrap();
     let texts = [
+        future_text,
         format!("{key:?}"),
         format!("{key}"),
         format!("{layer:?}"),

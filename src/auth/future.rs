@@ -1,3 +1,4 @@
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -105,6 +106,25 @@ pin_project! {
         Cold {
             cold: Box<Cold<S, B>>,
         },
+    }
+}
+
+impl<S: Service<Request<B>>, B> fmt::Debug for ResponseFuture<S, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Sending { .. } => "sending",
+            State::Replaying { .. } => "replaying after a 401",
+            State::Cold { cold } => match **cold {
+                Cold::Loading { .. } => "loading the key",
+                Cold::Reloading { .. } => "reloading the key after a 401",
+                Cold::Readying { .. } => "waiting for the service to replay",
+                Cold::Failed { .. } => "failed",
+                Cold::Done => "done",
+            },
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 

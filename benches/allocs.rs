@@ -144,9 +144,12 @@ fn run_loop(variant: &str, n: u64) {
         "tower_http" => measured_loop(&mut tower_http(), make, n),
         "retry_on" => measured_loop(&mut tower_bearer(true), make, n),
         "retry_off" => measured_loop(&mut tower_bearer(false), make, n),
+        "static" => measured_loop(&mut tower_bearer_static(), make, n),
         "tower_http_cloned" => cloned_loop(&tower_http(), make, n),
         "retry_on_cloned" => cloned_loop(&tower_bearer(true), make, n),
-        other => panic!("unknown variant {other}: build, bare, tower_http, retry_on, retry_off"),
+        other => {
+            panic!("unknown variant {other}: build, bare, tower_http, retry_on, retry_off, static")
+        }
     }
 }
 

@@ -97,6 +97,10 @@ fn hot(rounds: usize) {
                 "tower_bearer retry off",
                 Box::new(Driven(tower_bearer(false))),
             ),
+            (
+                "tower_bearer StaticKey",
+                Box::new(Driven(tower_bearer_static())),
+            ),
         ];
         let names: Vec<&str> = stacks.iter().map(|s| s.0).collect();
         let mut closures: Vec<Box<dyn FnMut() -> f64 + '_>> = stacks

@@ -383,3 +383,39 @@ async fn a_streaming_body_over_the_cap_is_not_replayed_but_the_key_rotates() {
     assert_eq!(api.hits(), 2);
     assert_eq!(handle.fingerprint().as_deref(), Some("sk-…BBBB"));
 }
+
+#[tokio::test]
+async fn a_static_source_hands_a_401_back_without_reloading() {
+    /// A static source that counts its loads.
+    struct CountedStatic(tower_bearer::StaticKey, AtomicUsize);
+    impl KeySource for CountedStatic {
+        fn load(&self) -> KeyFuture<'_> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.load()
+        }
+        fn is_static(&self) -> bool {
+            self.0.is_static()
+        }
+    }
+    let source = Arc::new(CountedStatic(
+        tower_bearer::StaticKey::new(ApiKey::new(KEY_A).unwrap()),
+        AtomicUsize::new(0),
+    ));
+    // Through `Arc<dyn KeySource>`: the blanket impls pass `is_static` on.
+    let dynamic: Arc<dyn KeySource> = source.clone();
+    assert!(dynamic.is_static());
+    let (api, addr) = Api::start(Some(KEY_B)).await; // rejects the static key
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(dynamic))
+        .service(support::client::<Full<Bytes>>());
+    for _ in 0..3 {
+        let res = client.clone().oneshot(post(addr, "x")).await.unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    assert_eq!(api.hits(), 3, "no replays");
+    assert_eq!(
+        source.1.load(Ordering::SeqCst),
+        1,
+        "no reloads: only the first load"
+    );
+}

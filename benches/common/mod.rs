@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{service_fn, Service, ServiceBuilder};
-use tower_bearer::{ApiKey, BearerAuthLayer, StaticKey};
+use tower_bearer::{ApiKey, BearerAuthLayer, KeyFuture, KeySource, StaticKey};
 
 /// Builds a fresh request.
 pub type Make = fn() -> Request<Full<Bytes>>;
@@ -75,11 +75,39 @@ pub fn tower_http() -> impl Service<
         .service(service_fn(ok::<Full<Bytes>>))
 }
 
-pub fn layer(retry: bool) -> BearerAuthLayer {
-    BearerAuthLayer::new(StaticKey::new(ApiKey::new(KEY).unwrap())).retry_on_unauthorized(retry)
+/// A source whose key can change, as an environment variable, a file or Vault can: what users
+/// run. (A [`StaticKey`] lets the layer skip the 401 machinery; see [`tower_bearer_static`].)
+pub struct RotatingSource(ApiKey);
+
+impl KeySource for RotatingSource {
+    fn load(&self) -> KeyFuture<'_> {
+        let key = self.0.clone();
+        Box::pin(async move { Ok(key) })
+    }
 }
 
-/// `BearerAuth` with the key already cached.
+pub fn layer(retry: bool) -> BearerAuthLayer {
+    BearerAuthLayer::new(RotatingSource(ApiKey::new(KEY).unwrap())).retry_on_unauthorized(retry)
+}
+
+/// `BearerAuth` over a [`StaticKey`], with the key already cached: no reload, no replay copy.
+pub fn tower_bearer_static() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = tower::BoxError,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, tower::BoxError>> + Send,
+> + Clone
+       + Send {
+    let mut svc = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(StaticKey::new(
+            ApiKey::new(KEY).unwrap(),
+        )))
+        .service(service_fn(ok::<Full<Bytes>>));
+    warm(&mut svc);
+    svc
+}
+
+/// `BearerAuth` over a rotating source, with the key already cached.
 pub fn tower_bearer(
     retry: bool,
 ) -> impl Service<

@@ -289,11 +289,13 @@ where
                 else {
                     unreachable!()
                 };
-                let copy = replay_copy(&shared.config, &req);
-                let sent = Sent::new(shared, current.generation, copy);
+                let sent = (!shared.config.static_key).then(|| {
+                    let copy = replay_copy(&shared.config, &req);
+                    Sent::new(shared, current.generation, copy)
+                });
                 req.headers_mut()
                     .insert(AUTHORIZATION, current.key.header_value().clone());
-                return Poll::Ready(Ok(Step::Send(inner.call(req), Some(sent))));
+                return Poll::Ready(Ok(Step::Send(inner.call(req), sent)));
             }
             Cold::Reloading { reload, .. } => {
                 let reloaded = ready!(reload.as_mut().poll(cx));

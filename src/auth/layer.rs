@@ -37,12 +37,14 @@ pub struct BearerAuthLayer {
 impl BearerAuthLayer {
     /// A layer whose key comes from `source`.
     pub fn new(source: impl KeySource) -> Self {
+        let static_key = source.is_static();
         BearerAuthLayer {
             cache: KeyCache::new(Box::new(source)),
             config: Arc::new(Config {
                 scope: Scope::default(),
                 override_existing: false,
                 retry_on_unauthorized: true,
+                static_key,
             }),
         }
     }

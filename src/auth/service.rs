@@ -20,6 +20,9 @@ pub(crate) struct Config {
     pub(crate) scope: Scope,
     pub(crate) override_existing: bool,
     pub(crate) retry_on_unauthorized: bool,
+    /// The source can give no other key ([`KeySource::is_static`](crate::KeySource::is_static)):
+    /// a 401 is not the layer's business, and no request is kept for a replay.
+    pub(crate) static_key: bool,
 }
 
 /// What one service and its response futures share. One per long-lived clone of
@@ -204,6 +207,10 @@ where
         let Some(header) = self.local.usable(epoch) else {
             return self.call_slow(req, epoch);
         };
+        if config.static_key {
+            req.headers_mut().insert(AUTHORIZATION, header.clone());
+            return ResponseFuture::sending(self.inner.call(req), None);
+        }
         // Built in the order the future holds them, each written once, so the request and the
         // replay copy are not moved through temporaries.
         let copy = if config.retry_on_unauthorized {
@@ -227,6 +234,10 @@ impl<S: Clone> BearerAuth<S> {
     where
         S: Service<Request<B>>,
     {
+        if self.shared.config.static_key {
+            req.headers_mut().insert(AUTHORIZATION, header);
+            return ResponseFuture::sending(self.inner.call(req), None);
+        }
         let copy = replay_copy(&self.shared.config, &req);
         req.headers_mut().insert(AUTHORIZATION, header);
         let sent = Sent::new(self.shared.clone(), generation, copy);

@@ -4,7 +4,8 @@ use crate::{ApiKey, KeyFuture, KeySource};
 
 /// A fixed key: for tests and for keys that come from explicit configuration.
 ///
-/// It never rotates by itself; a 401 reloads the same key, so no request is replayed.
+/// It never rotates: a layer over it hands a 401 back as it came, without a reload or a
+/// replay, and keeps no copy of the request for one (see [`KeySource::is_static`]).
 ///
 /// ```
 /// use tower_bearer::{ApiKey, BearerAuthLayer, StaticKey};
@@ -28,6 +29,10 @@ impl KeySource for StaticKey {
     fn load(&self) -> KeyFuture<'_> {
         let key = self.key.clone();
         Box::pin(async move { Ok(key) })
+    }
+
+    fn is_static(&self) -> bool {
+        true
     }
 }
 

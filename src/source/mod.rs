@@ -59,16 +59,31 @@ pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<ApiKey, KeyError>> +
 pub trait KeySource: Send + Sync + 'static {
     /// Loads a fresh key.
     fn load(&self) -> KeyFuture<'_>;
+
+    /// Whether every load gives the same key, as [`StaticKey`]'s do (default `false`).
+    ///
+    /// A layer over a static source skips what rotation needs: a 401 goes back as it came, with
+    /// no reload (it would give the same key) and no copy of the request kept for a replay (it
+    /// could never be sent with another key). Say `true` only if the key can never change.
+    fn is_static(&self) -> bool {
+        false
+    }
 }
 
 impl<K: KeySource + ?Sized> KeySource for Arc<K> {
     fn load(&self) -> KeyFuture<'_> {
         (**self).load()
     }
+    fn is_static(&self) -> bool {
+        (**self).is_static()
+    }
 }
 
 impl<K: KeySource + ?Sized> KeySource for Box<K> {
     fn load(&self) -> KeyFuture<'_> {
         (**self).load()
+    }
+    fn is_static(&self) -> bool {
+        (**self).is_static()
     }
 }

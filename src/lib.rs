@@ -62,6 +62,12 @@
 //! [`secrecy::SecretString`], zeroized on drop; the bytes of the prebuilt header value cannot be
 //! (the `http` crate shares them by reference count), which is why it is built once per key.
 //!
+//! # Runtime
+//!
+//! Loads run on tokio: the load timeout, the refresh timer and the file source's blocking read
+//! need a tokio runtime with its time driver on (`#[tokio::main]` and
+//! `Builder::enable_all()` have it), as hyper-util's client does in practice.
+//!
 //! # Cargo features
 //!
 //! | feature | default | what it adds |

@@ -13,18 +13,15 @@ mod support;
 #[path = "support/vault_server.rs"]
 mod vault_server;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body::Frame;
 use http_body_util::Empty;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_bearer::{
@@ -398,62 +395,9 @@ fn offer_through_fifo(path: &Path) -> std::thread::JoinHandle<usize> {
     })
 }
 
-/// A response body of `total` 64 KiB chunks, made one by one as they are polled; reports how
-/// many were made, and its drop.
-struct CountedBody {
-    left: usize,
-    produced: Arc<AtomicUsize>,
-    dropped: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
-
-impl http_body::Body for CountedBody {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.left == 0 {
-            return std::task::Poll::Ready(None);
-        }
-        self.left -= 1;
-        self.produced.fetch_add(1, Ordering::SeqCst);
-        std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&CHUNK)))))
-    }
-}
-
-impl Drop for CountedBody {
-    fn drop(&mut self) {
-        if let Some(tx) = self.dropped.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
 async fn huge_error_body_over_loopback() -> Outcome {
-    let total_chunks = (HUGE as usize) / CHUNK.len();
-    let produced = Arc::new(AtomicUsize::new(0));
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let slot = Arc::new(Mutex::new(Some(tx)));
-    let counter = produced.clone();
-    let addr = support::serve(move |_| {
-        let dropped = slot.lock().unwrap().take();
-        let produced = counter.clone();
-        async move {
-            Response::builder()
-                .status(500)
-                .header("content-length", HUGE.to_string())
-                .body(CountedBody {
-                    left: total_chunks,
-                    produced,
-                    dropped,
-                })
-                .unwrap()
-        }
-    })
-    .await;
+    let total_chunks = (HUGE as usize) / support::CHUNK_LEN;
+    let (addr, produced, rx) = support::serve_huge_error(total_chunks, true).await;
     let client = ServiceBuilder::new()
         .layer(ErrorMappingLayer::new())
         .service(support::client::<Empty<Bytes>>());

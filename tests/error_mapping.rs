@@ -5,13 +5,12 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body::Frame;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use tower::{service_fn, BoxError, Layer, Service, ServiceBuilder, ServiceExt};
@@ -313,62 +312,10 @@ async fn empty_error_body() {
     assert!(!err.body_truncated());
 }
 
-/// Sends `chunks` chunks of 64 KiB, counting those hyper asked for, and tells `dropped` when
-/// the body is gone (the connection was closed under it, or it was sent in full).
-struct CountedBody {
-    left: usize,
-    produced: Arc<AtomicUsize>,
-    dropped: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
-
-impl http_body::Body for CountedBody {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.left == 0 {
-            return std::task::Poll::Ready(None);
-        }
-        self.left -= 1;
-        self.produced.fetch_add(1, Ordering::SeqCst);
-        std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&CHUNK)))))
-    }
-}
-
-impl Drop for CountedBody {
-    fn drop(&mut self) {
-        if let Some(tx) = self.dropped.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
 #[tokio::test]
 async fn an_8_mib_error_body_is_captured_to_the_cap_and_not_read_further() {
-    const TOTAL_CHUNKS: usize = 8 * 1024 * 1024 / CHUNK.len();
-    let produced = Arc::new(AtomicUsize::new(0));
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let slot = Arc::new(std::sync::Mutex::new(Some(tx)));
-    let counter = produced.clone();
-    let addr = support::serve(move |_| {
-        let dropped = slot.lock().unwrap().take();
-        let produced = counter.clone();
-        async move {
-            Response::builder()
-                .status(500)
-                .body(CountedBody {
-                    left: TOTAL_CHUNKS,
-                    produced,
-                    dropped,
-                })
-                .unwrap()
-        }
-    })
-    .await;
+    const TOTAL_CHUNKS: usize = 8 * 1024 * 1024 / support::CHUNK_LEN;
+    let (addr, produced, rx) = support::serve_huge_error(TOTAL_CHUNKS, false).await;
 
     let err = api_error(get(addr, "/").await);
     assert_eq!(err.body().len(), 64 * 1024);

@@ -138,3 +138,76 @@ pub fn recorder() -> (
         sink.lock().unwrap().push(e.clone())
     })
 }
+
+/// Bytes in one chunk of [`serve_huge_error`]'s body.
+pub const CHUNK_LEN: usize = 64 * 1024;
+static CHUNK: [u8; CHUNK_LEN] = [b'x'; CHUNK_LEN];
+
+/// A server on 127.0.0.1 whose first response is a 500 with a body of `chunks` chunks of
+/// 64 KiB (with a `content-length` when `with_length`), made one by one as hyper polls for
+/// them. Returns the address, the count of chunks made, and a receiver told when the body is
+/// dropped (the connection was closed under it, or it was sent in full).
+pub async fn serve_huge_error(
+    chunks: usize,
+    with_length: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let produced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+    let counter = produced.clone();
+    let addr = serve(move |_| {
+        let dropped = slot.lock().unwrap().take();
+        let produced = counter.clone();
+        async move {
+            let mut response = Response::builder().status(500);
+            if with_length {
+                response = response.header("content-length", (chunks * CHUNK_LEN).to_string());
+            }
+            response
+                .body(CountedBody {
+                    left: chunks,
+                    produced,
+                    dropped,
+                })
+                .unwrap()
+        }
+    })
+    .await;
+    (addr, produced, rx)
+}
+
+/// The body of [`serve_huge_error`].
+struct CountedBody {
+    left: usize,
+    produced: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    dropped: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.left -= 1;
+        self.produced
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(&CHUNK)))))
+    }
+}
+
+impl Drop for CountedBody {
+    fn drop(&mut self) {
+        if let Some(tx) = self.dropped.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -200,10 +200,12 @@ where
         // replay copy stays where it is (dropped with the future), not moved out to be dropped.
         if let StateProj::Sending { fut, sent } = state.as_mut().project() {
             let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-            if response.status() != StatusCode::UNAUTHORIZED || sent.is_none() {
+            if response.status() != StatusCode::UNAUTHORIZED {
                 return Poll::Ready(Ok(response));
             }
-            let sent = sent.take().expect("checked above");
+            let Some(sent) = sent.take() else {
+                return Poll::Ready(Ok(response)); // the caller's own header: not ours to handle
+            };
             state.set(unauthorized(response, sent));
         }
         poll_after_send(state, cx)
@@ -273,21 +275,28 @@ where
     S::Error: Into<BoxError>,
     B: 'static,
 {
+    // Each state is taken out, polled, and put back if it is not done: the box stays, the
+    // moves are of a cold path's state.
     loop {
-        match &mut **cold {
-            Cold::Loading { load, .. } => {
-                let current = match ready!(load.as_mut().poll(cx)) {
-                    Ok(current) => current,
-                    Err(err) => return Poll::Ready(Err(err.into())),
-                };
-                let Cold::Loading {
-                    mut inner,
-                    mut req,
-                    shared,
-                    ..
-                } = std::mem::replace(&mut **cold, Cold::Done)
-                else {
-                    unreachable!()
+        match std::mem::replace(&mut **cold, Cold::Done) {
+            Cold::Loading {
+                mut load,
+                mut inner,
+                mut req,
+                shared,
+            } => {
+                let current = match load.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        **cold = Cold::Loading {
+                            load,
+                            inner,
+                            req,
+                            shared,
+                        };
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(current)) => current,
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
                 };
                 let sent = (!shared.config.static_key).then(|| {
                     let copy = replay_copy(&shared.config, &req);
@@ -297,33 +306,33 @@ where
                     .insert(AUTHORIZATION, current.key.header_value().clone());
                 return Poll::Ready(Ok(Step::Send(inner.call(req), sent)));
             }
-            Cold::Reloading { reload, .. } => {
-                let reloaded = ready!(reload.as_mut().poll(cx));
-                let Cold::Reloading { response, sent, .. } =
-                    std::mem::replace(&mut **cold, Cold::Done)
-                else {
-                    unreachable!()
+            Cold::Reloading {
+                mut reload,
+                response,
+                sent,
+            } => {
+                let Poll::Ready(reloaded) = reload.as_mut().poll(cx) else {
+                    **cold = Cold::Reloading {
+                        reload,
+                        response,
+                        sent,
+                    };
+                    return Poll::Pending;
                 };
                 match sent.into_replay(reloaded) {
                     Some((service, req)) => **cold = Cold::Readying { service, req },
                     None => return Poll::Ready(Ok(Step::Done(response))),
                 }
             }
-            Cold::Readying { service, .. } => {
-                ready!(service.poll_ready(cx)).map_err(Into::into)?;
-                let Cold::Readying { mut service, req } =
-                    std::mem::replace(&mut **cold, Cold::Done)
-                else {
-                    unreachable!()
-                };
-                return Poll::Ready(Ok(Step::Replay(service.call(req))));
-            }
-            Cold::Failed { .. } => {
-                let Cold::Failed { error } = std::mem::replace(&mut **cold, Cold::Done) else {
-                    unreachable!()
-                };
-                return Poll::Ready(Err(error));
-            }
+            Cold::Readying { mut service, req } => match service.poll_ready(cx) {
+                Poll::Pending => {
+                    **cold = Cold::Readying { service, req };
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
+                Poll::Ready(Ok(())) => return Poll::Ready(Ok(Step::Replay(service.call(req)))),
+            },
+            Cold::Failed { error } => return Poll::Ready(Err(error)),
             Cold::Done => panic!("ResponseFuture polled after completion"),
         }
     }

@@ -83,6 +83,25 @@ fn check(err: &KeyError, kind: KeyErrorKind, needles: &[&str]) {
 }
 
 /// What every read error names: address, API path, field.
+/// Loads `field` of `path`, which must fail with `kind`; checks the error as [`check`] does,
+/// and that it names the origin and every needle.
+async fn expect_error(
+    f: &VaultFixture,
+    path: &str,
+    field: &str,
+    kind: KeyErrorKind,
+    needles: &[&str],
+) -> KeyError {
+    let err = load(&source(f, path, field).build().unwrap())
+        .await
+        .unwrap_err();
+    let origin = origin(f, path, field);
+    let mut all = vec![origin.as_str()];
+    all.extend_from_slice(needles);
+    check(&err, kind, &all);
+    err
+}
+
 fn origin(f: &VaultFixture, path: &str, field: &str) -> String {
     format!("vault {} secret/data/{path} (field {field})", f.url())
 }
@@ -199,18 +218,14 @@ async fn https_with_a_private_ca() {
 #[tokio::test]
 async fn https_refuses_an_unknown_ca() {
     let f = VaultFixture::start_tls().await;
-    let err = load(&source(&f, "my-secret", "foo").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    expect_error(
+        &f,
+        "my-secret",
+        "foo",
         KeyErrorKind::Unavailable,
-        &[
-            &origin(&f, "my-secret", "foo"),
-            "cannot connect",
-            "certificate",
-        ],
-    );
+        &["cannot connect", "certificate"],
+    )
+    .await;
     assert!(f.seen().is_empty(), "no request, so no token, went out");
 }
 
@@ -249,83 +264,67 @@ async fn error_403_permission_denied() {
 async fn error_403_multierror_body() {
     let f = VaultFixture::start().await;
     f.set_mode(Mode::Fail(403, DENIED_MULTIERROR.into()));
-    let err = load(&source(&f, "my-secret", "foo").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    let err = expect_error(
+        &f,
+        "my-secret",
+        "foo",
         KeyErrorKind::Denied,
-        &[
-            &origin(&f, "my-secret", "foo"),
-            "permission denied",
-            "HTTP 403",
-        ],
-    );
+        &["permission denied", "HTTP 403"],
+    )
+    .await;
     assert!(!err.to_string().contains('\n'));
 }
 
 #[tokio::test]
 async fn error_404_not_found() {
     let f = VaultFixture::start().await;
-    let err = load(&source(&f, "nothing-here", "api_key").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    expect_error(
+        &f,
+        "nothing-here",
+        "api_key",
         KeyErrorKind::Missing,
-        &[
-            &origin(&f, "nothing-here", "api_key"),
-            "not found",
-            "HTTP 404",
-        ],
-    );
+        &["not found", "HTTP 404"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn error_404_deleted_version() {
     let f = VaultFixture::start().await;
-    let err = load(&source(&f, "deleted", "foo").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    expect_error(
+        &f,
+        "deleted",
+        "foo",
         KeyErrorKind::Missing,
-        &[
-            &origin(&f, "deleted", "foo"),
-            "version 2",
-            "deleted at 2018-03-22T02:40:00",
-        ],
-    );
+        &["version 2", "deleted at 2018-03-22T02:40:00"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn error_404_destroyed_version() {
     let f = VaultFixture::start().await;
-    let err = load(&source(&f, "destroyed", "foo").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    expect_error(
+        &f,
+        "destroyed",
+        "foo",
         KeyErrorKind::Missing,
-        &[&origin(&f, "destroyed", "foo"), "version 2", "destroyed"],
-    );
+        &["version 2", "destroyed"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn error_missing_field() {
     let f = VaultFixture::start().await;
-    let err = load(&source(&f, "my-secret", "api_key").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    let err = expect_error(
+        &f,
+        "my-secret",
+        "api_key",
         KeyErrorKind::Missing,
-        &[
-            &origin(&f, "my-secret", "api_key"),
-            "no field \"api_key\"",
-            "foo",
-        ],
-    );
+        &["no field \"api_key\"", "foo"],
+    )
+    .await;
     assert!(!err.to_string().contains("bar"), "names fields, not values");
 }
 
@@ -337,28 +336,21 @@ async fn error_field_not_a_string() {
         "api_key",
         serde_json::json!({"nested": "sk-fixture-secret-value-0001"}),
     );
-    let err = load(&source(&f, "azerion", "api_key").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    expect_error(
+        &f,
+        "azerion",
+        "api_key",
         KeyErrorKind::Invalid,
-        &[&origin(&f, "azerion", "api_key"), "an object, not a string"],
-    );
+        &["an object, not a string"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn error_value_is_not_a_valid_key() {
     let f = VaultFixture::start().await;
     f.put_kv2("azerion", "api_key", "sk-fixture secret-value-0001");
-    let err = load(&source(&f, "azerion", "api_key").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
-        KeyErrorKind::Invalid,
-        &[&origin(&f, "azerion", "api_key"), "space"],
-    );
+    let err = expect_error(&f, "azerion", "api_key", KeyErrorKind::Invalid, &["space"]).await;
     assert!(!err.to_string().contains("secret-value"));
 }
 
@@ -366,18 +358,14 @@ async fn error_value_is_not_a_valid_key() {
 async fn error_503_sealed() {
     let f = VaultFixture::start().await;
     f.set_mode(Mode::Fail(503, SEALED.into()));
-    let err = load(&source(&f, "my-secret", "foo").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    let err = expect_error(
+        &f,
+        "my-secret",
+        "foo",
         KeyErrorKind::Unavailable,
-        &[
-            &origin(&f, "my-secret", "foo"),
-            "Vault is sealed",
-            "HTTP 503",
-        ],
-    );
+        &["Vault is sealed", "HTTP 503"],
+    )
+    .await;
     assert!(err.is_transient());
 }
 
@@ -385,33 +373,28 @@ async fn error_503_sealed() {
 async fn error_429_rate_limited() {
     let f = VaultFixture::start().await;
     f.set_mode(Mode::Fail(429, RATE_LIMITED.into()));
-    let err = load(&source(&f, "my-secret", "foo").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    expect_error(
+        &f,
+        "my-secret",
+        "foo",
         KeyErrorKind::Unavailable,
-        &[&origin(&f, "my-secret", "foo"), "rate limit", "HTTP 429"],
-    );
+        &["rate limit", "HTTP 429"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn error_412_precondition_failed() {
     let f = VaultFixture::start().await;
     f.set_mode(Mode::Fail(412, GENERIC_ERROR.into()));
-    let err = load(&source(&f, "my-secret", "foo").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    expect_error(
+        &f,
+        "my-secret",
+        "foo",
         KeyErrorKind::Unavailable,
-        &[
-            &origin(&f, "my-secret", "foo"),
-            "precondition failed",
-            "HTTP 412",
-            "another message",
-        ],
-    );
+        &["precondition failed", "HTTP 412", "another message"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -443,14 +426,14 @@ async fn error_500_and_other_5xx() {
 async fn error_malformed_json() {
     let f = VaultFixture::start().await;
     f.set_mode(Mode::Fail(200, "<html>gateway says hello</html>".into()));
-    let err = load(&source(&f, "my-secret", "foo").build().unwrap())
-        .await
-        .unwrap_err();
-    check(
-        &err,
+    expect_error(
+        &f,
+        "my-secret",
+        "foo",
         KeyErrorKind::Unreadable,
-        &[&origin(&f, "my-secret", "foo"), "not valid JSON"],
-    );
+        &["not valid JSON"],
+    )
+    .await;
 }
 
 #[tokio::test]

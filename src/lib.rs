@@ -86,6 +86,7 @@ pub mod azerion;
 mod cache;
 pub mod errors;
 mod key;
+mod net;
 mod replay;
 mod rotation;
 pub mod source;
@@ -97,7 +98,8 @@ pub use errors::{
 };
 pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};
 pub use replay::{ReplayableBody, DEFAULT_REPLAY_CAP};
-pub use rotation::{KeyHandle, RotationEvent, RotationReason};
+pub use cache::KeyHandle;
+pub use rotation::{RotationEvent, RotationReason};
 #[cfg(feature = "env")]
 #[cfg_attr(docsrs, doc(cfg(feature = "env")))]
 pub use source::EnvKeySource;

@@ -1,11 +1,7 @@
-//! What the layer reports when its key changes: [`RotationEvent`], and [`KeyHandle`] to
-//! rotate by hand.
+//! What the layer reports when its key changes: [`RotationEvent`] and its [`RotationReason`].
 
 use std::fmt;
 use std::sync::Arc;
-
-use crate::cache::KeyCache;
-use crate::KeyError;
 
 pub(crate) type RotateHook = Arc<dyn Fn(&RotationEvent) + Send + Sync + 'static>;
 
@@ -18,7 +14,7 @@ pub enum RotationReason {
     Refresh,
     /// The server answered 401 and the source had a new key.
     Rejected,
-    /// [`KeyHandle::rotate`] was called and the source had a new key.
+    /// [`KeyHandle::rotate`](crate::KeyHandle::rotate) was called and the source had a new key.
     Manual,
 }
 
@@ -66,45 +62,5 @@ impl fmt::Display for RotationEvent {
             Some(old) => write!(f, "key {reason}: {old} -> {}", self.new),
             None => write!(f, "key {reason}: {}", self.new),
         }
-    }
-}
-
-/// A handle on a layer's key cache, shared with every service the layer made.
-///
-/// ```
-/// # async fn demo() -> Result<(), tower_bearer::KeyError> {
-/// use tower_bearer::{BearerAuthLayer, EnvKeySource};
-///
-/// let layer = BearerAuthLayer::new(EnvKeySource::azerion());
-/// let handle = layer.handle();
-/// // The key leaked: revoke it at the provider, update the variable or file, then:
-/// handle.rotate().await?;
-/// println!("now using {:?}", handle.fingerprint());
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct KeyHandle {
-    pub(crate) cache: Arc<KeyCache>,
-}
-
-impl KeyHandle {
-    /// Loads the key from the source now, whatever its freshness, and makes it current.
-    ///
-    /// Waits for a load already running, then loads again. On error the cached key stays.
-    pub async fn rotate(&self) -> Result<(), KeyError> {
-        self.cache.clone().rotate().await.map(drop)
-    }
-
-    /// The fingerprint of the key in use; `None` before the first load.
-    pub fn fingerprint(&self) -> Option<String> {
-        self.cache.current().map(|c| c.key.fingerprint().to_owned())
-    }
-}
-
-impl fmt::Debug for KeyHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyHandle")
-            .field("fingerprint", &self.fingerprint())
-            .finish()
     }
 }

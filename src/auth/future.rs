@@ -215,7 +215,13 @@ where
 /// A 401 to the key we sent: reload it (shared with every other request that got one).
 #[cold]
 fn unauthorized<S: Service<Request<B>>, B>(response: S::Response, sent: Sent<S, B>) -> State<S, B> {
-    let reload = Box::pin(sent.shared.cache.clone().reject(sent.generation));
+    let shared = &sent.shared;
+    let reload = Box::pin(
+        shared
+            .cache
+            .clone()
+            .reject(sent.generation, shared.config.load.clone()),
+    );
     State::Cold {
         cold: Box::new(Cold::Reloading {
             reload,

@@ -6,8 +6,8 @@ use tower_layer::Layer;
 
 use super::scope::Scope;
 use super::service::{BearerAuth, Config};
-use crate::cache::KeyCache;
-use crate::rotation::{KeyHandle, RotationEvent};
+use crate::cache::{KeyCache, KeyHandle};
+use crate::rotation::RotationEvent;
 use crate::KeySource;
 
 /// Adds `Authorization: Bearer <key>` to every request, with the key from a [`KeySource`].
@@ -16,8 +16,15 @@ use crate::KeySource;
 /// once when the server answers 401 (and the request replayed once with the new key), and the
 /// hooks set with [`on_rotate`](BearerAuthLayer::on_rotate) hear of every change.
 ///
-/// Every service this layer makes, and every [`KeyHandle`], share one key cache. Clones of the
-/// layer share it too; build a new layer for an independent cache.
+/// Every service this layer makes, and every [`KeyHandle`], share one key cache.
+///
+/// # Clone
+///
+/// Clones of the layer share the key cache: the key, its refresh and the single-flight loads.
+/// The options are the clone's own: a setter called on a clone (`restrict_to_hosts`,
+/// `on_rotate`, `load_timeout`, …) changes that clone and the services and handles it makes
+/// afterwards, never the original. A hook hears the rotations that its layer's services and
+/// handles drive. Build a new layer for an independent cache.
 ///
 /// ```
 /// use std::time::Duration;
@@ -45,6 +52,7 @@ impl BearerAuthLayer {
                 override_existing: false,
                 retry_on_unauthorized: true,
                 static_key,
+                load: Arc::default(),
             }),
         }
     }
@@ -53,8 +61,10 @@ impl BearerAuthLayer {
     /// [`ScopeError`](crate::ScopeError) naming it, and nothing is sent.
     ///
     /// Hosts match case-insensitively, any port. `*.example.com` matches every subdomain of
-    /// `example.com` (not `example.com` itself). A request in origin form (no authority in
-    /// its URI) is checked against its `Host` header; with neither it is refused.
+    /// `example.com` (not `example.com` itself). A `Host` header must name the same host as
+    /// the URI; a request with two `Host` headers is refused. A request in origin form (no
+    /// authority in its URI, allowed only with `allow_insecure_http`) is checked against its
+    /// one `Host` header; with neither it is refused.
     pub fn restrict_to_hosts<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,
         hosts: I,
@@ -63,10 +73,12 @@ impl BearerAuthLayer {
         self
     }
 
-    /// Allows sending the key over plain `http://` to hosts that are not loopback.
+    /// Allows sending the key without `https://` to hosts that are not loopback.
     ///
-    /// Off by default: the key would cross the network in clear text. Loopback hosts
-    /// (127.0.0.0/8, `::1`, `localhost`) are always allowed.
+    /// Off by default: the key could cross the network in clear text. Only `https` (any case)
+    /// counts as encrypted; `http`, `ws` and any other scheme go to loopback hosts only
+    /// (127.0.0.0/8, `::1`, `localhost`), and a request with neither scheme nor host (origin
+    /// form, `/v1/models`) is refused, since nothing says where its connection goes.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
         Arc::make_mut(&mut self.config).scope.allow_insecure_http = allow;
         self
@@ -83,6 +95,10 @@ impl BearerAuthLayer {
 
     /// Replays a request once with the new key after a 401 (on by default).
     ///
+    /// Any method is replayed, `POST` included: a 401 says the server did not act on the
+    /// request, so sending it again with a valid key cannot do anything twice. (The transient
+    /// retry, which cannot know that, retries idempotent requests only.)
+    ///
     /// Off, a 401 still reloads the key for later requests, but the 401 goes back to the caller.
     /// See [`ReplayableBody`](crate::ReplayableBody) for which bodies can be replayed.
     pub fn retry_on_unauthorized(mut self, yes: bool) -> Self {
@@ -94,29 +110,25 @@ impl BearerAuthLayer {
     ///
     /// Hooks run on the task that loaded the key; keep them quick. A panicking hook is caught
     /// and logged. Several hooks may be set; they run in order.
-    pub fn on_rotate(self, hook: impl Fn(&RotationEvent) + Send + Sync + 'static) -> Self {
-        if let Ok(mut settings) = self.cache.settings.write() {
-            settings.hooks.push(Arc::new(hook));
-        }
+    pub fn on_rotate(mut self, hook: impl Fn(&RotationEvent) + Send + Sync + 'static) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        Arc::make_mut(&mut config.load).hooks.push(Arc::new(hook));
         self
     }
 
     /// Bounds each load from the source (default 5 s). Requests waiting on a load that times
     /// out fail with a [`KeyError`](crate::KeyError) of kind `Timeout`; a cached key, if any,
     /// stays in use.
-    pub fn load_timeout(self, timeout: Duration) -> Self {
-        if let Ok(mut settings) = self.cache.settings.write() {
-            settings.load_timeout = timeout;
-        }
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        Arc::make_mut(&mut config.load).load_timeout = timeout;
         self
     }
 
     /// A handle on the key cache this layer's services share, to rotate by hand or read the
     /// current fingerprint.
     pub fn handle(&self) -> KeyHandle {
-        KeyHandle {
-            cache: self.cache.clone(),
-        }
+        KeyHandle::new(self.cache.clone(), self.config.load.clone())
     }
 }
 

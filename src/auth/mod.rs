@@ -35,6 +35,6 @@ mod service;
 pub use future::ResponseFuture;
 pub use layer::BearerAuthLayer;
 #[cfg(feature = "vault")]
-pub(crate) use scope::is_loopback;
+pub(crate) use crate::net::is_loopback;
 pub use scope::ScopeError;
 pub use service::BearerAuth;

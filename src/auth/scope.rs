@@ -1,11 +1,18 @@
 //! Where the key may go: the host scope and the cleartext rule.
+//!
+//! Both are allowlists. A request is secure only when its scheme is `https` (any case); any
+//! other scheme, and a request with no scheme at all, may reach the network in clear text, so
+//! it gets the key only for a loopback host or with `allow_insecure_http(true)`. With a scope
+//! set, the host the request names, in its URI and in every `Host` header, must be in it.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
+use http::header::{HeaderValue, HOST};
 use http::uri::{Authority, Scheme};
-use http::{header::HOST, Request};
+use http::Request;
+
+use crate::net::{is_loopback_normalized, is_secure_scheme, normalize_host};
 
 /// A request the layer refused to put its key on. Nothing was sent.
 ///
@@ -28,6 +35,12 @@ enum Refusal {
     OutOfScope,
     NoHost,
     Cleartext,
+    /// Origin form (`/v1/models`): where the request goes is up to the connection it is sent on.
+    NoOrigin,
+    /// The `Host` header names another host than the URI, or cannot be read.
+    HostMismatch,
+    /// More than one `Host` header.
+    DuplicateHost,
 }
 
 impl ScopeError {
@@ -36,10 +49,10 @@ impl ScopeError {
         self.host.as_deref()
     }
 
-    /// Whether the request was refused for plain `http://` to a host that is not loopback
-    /// (rather than for its host being out of scope).
+    /// Whether the request was refused because it could travel in clear text: a scheme other
+    /// than `https` to a host that is not loopback, or no scheme and no host at all.
     pub fn is_cleartext(&self) -> bool {
-        self.reason == Refusal::Cleartext
+        matches!(self.reason, Refusal::Cleartext | Refusal::NoOrigin)
     }
 }
 
@@ -58,8 +71,22 @@ impl fmt::Display for ScopeError {
             ),
             Refusal::Cleartext => write!(
                 f,
-                "refusing to send the API key over plain http:// to `{host}`, which is not a \
-                 loopback address; use https:// or allow_insecure_http(true)"
+                "refusing to send the API key to `{host}` without https:// (only https counts \
+                 as encrypted) and it is not a loopback address; use https:// or \
+                 allow_insecure_http(true)"
+            ),
+            Refusal::NoOrigin => f.write_str(
+                "refusing to send the API key: the request has no scheme and no host (origin \
+                 form), so nothing says it goes over https; use an absolute https:// URI or \
+                 allow_insecure_http(true)",
+            ),
+            Refusal::HostMismatch => write!(
+                f,
+                "refusing to send the API key to `{host}`: its Host header names another host \
+                 or cannot be read"
+            ),
+            Refusal::DuplicateHost => f.write_str(
+                "refusing to send the API key: the request has more than one Host header",
             ),
         }
     }
@@ -91,7 +118,7 @@ impl Scope {
         let patterns = hosts
             .into_iter()
             .map(|h| {
-                let h = normalize(&h.into()).to_owned();
+                let h = normalize_host(&h.into()).to_owned();
                 match h.strip_prefix("*.") {
                     Some(rest) => HostPattern::Subdomains(format!(".{rest}").into()),
                     None => HostPattern::Exact(h.into()),
@@ -101,57 +128,84 @@ impl Scope {
         self.hosts = Some(patterns);
     }
 
-    /// Checks `req`; cheap when no scope is set and the scheme is https.
+    /// Checks `req`; one comparison when no scope is set and the scheme is `https`.
     #[inline]
     pub(crate) fn check<B>(&self, req: &Request<B>) -> Result<(), ScopeError> {
-        let uri = req.uri();
-        let cleartext = !self.allow_insecure_http && uri.scheme() == Some(&Scheme::HTTP);
-        if self.hosts.is_none() && !cleartext {
+        if self.hosts.is_none() && req.uri().scheme() == Some(&Scheme::HTTPS) {
             return Ok(());
         }
-        self.check_slow(req, cleartext)
+        self.check_slow(req)
     }
 
-    fn check_slow<B>(&self, req: &Request<B>, cleartext: bool) -> Result<(), ScopeError> {
-        // Origin-form requests (`GET /path` with a Host header) name their host in the header.
-        let from_header;
-        let host = match req.uri().host() {
-            Some(host) => Some(host),
-            None => {
-                from_header = req
-                    .headers()
-                    .get(HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<Authority>().ok());
-                from_header.as_ref().map(Authority::host)
+    #[cold]
+    fn check_slow<B>(&self, req: &Request<B>) -> Result<(), ScopeError> {
+        let uri = req.uri();
+        let secure = uri.scheme_str().is_some_and(is_secure_scheme);
+        let uri_host = uri.host().map(normalize_host);
+        let refuse = |reason, host: Option<&str>| {
+            Err(ScopeError {
+                host: host.map(str::to_owned),
+                reason,
+            })
+        };
+        if uri_host.is_none() && !self.allow_insecure_http {
+            return refuse(Refusal::NoOrigin, None);
+        }
+        let host = match &self.hosts {
+            None => uri_host,
+            Some(patterns) => {
+                let host = match (uri_host, host_header(req)?) {
+                    (Some(uri), Some(header)) if !uri.eq_ignore_ascii_case(&header) => {
+                        return refuse(Refusal::HostMismatch, Some(&header));
+                    }
+                    (Some(uri), _) => uri.to_owned(),
+                    (None, Some(header)) => header,
+                    (None, None) => return refuse(Refusal::NoHost, None),
+                };
+                if !patterns.iter().any(|p| p.matches(&host)) {
+                    return refuse(Refusal::OutOfScope, Some(&host));
+                }
+                uri_host
             }
         };
-        let host = host.map(normalize);
-        if let Some(patterns) = &self.hosts {
-            let Some(host) = host else {
-                return Err(ScopeError {
-                    host: None,
-                    reason: Refusal::NoHost,
-                });
-            };
-            if !patterns.iter().any(|p| p.matches(host)) {
-                return Err(ScopeError {
-                    host: Some(host.to_owned()),
-                    reason: Refusal::OutOfScope,
-                });
-            }
-        }
-        if cleartext {
+        if !secure && !self.allow_insecure_http {
             let host = host.unwrap_or("");
-            if !is_loopback(host) {
-                return Err(ScopeError {
-                    host: Some(host.to_owned()),
-                    reason: Refusal::Cleartext,
-                });
+            if !is_loopback_normalized(host) {
+                return refuse(Refusal::Cleartext, Some(host));
             }
         }
         Ok(())
     }
+}
+
+/// The host of the request's one `Host` header, normalised; more than one is refused.
+fn host_header<B>(req: &Request<B>) -> Result<Option<String>, ScopeError> {
+    let mut values = req.headers().get_all(HOST).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ScopeError {
+            host: None,
+            reason: Refusal::DuplicateHost,
+        });
+    }
+    match parse_host(value) {
+        Some(host) => Ok(Some(host)),
+        None => Err(ScopeError {
+            host: None,
+            reason: Refusal::HostMismatch,
+        }),
+    }
+}
+
+fn parse_host(value: &HeaderValue) -> Option<String> {
+    let authority = value.to_str().ok()?.parse::<Authority>().ok()?;
+    // A Host header is `host[:port]`: userinfo has no place in it.
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    Some(normalize_host(authority.host()).to_owned())
 }
 
 impl HostPattern {
@@ -167,30 +221,6 @@ impl HostPattern {
     }
 }
 
-/// Strips a trailing dot (`api.azerion.ai.` is the same host) and IPv6 brackets.
-fn normalize(host: &str) -> &str {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-}
-
-/// 127.0.0.0/8, ::1 (and ::ffff:127.x), and `localhost`.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let host = normalize(host);
-    // The common spellings first: parsing an address costs more than the rest of the check.
-    if host == "127.0.0.1" || host == "::1" || host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
-        Ok(IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,46 +229,69 @@ mod tests {
         Request::builder().uri(uri).body(()).unwrap()
     }
 
-    #[test]
-    fn loopback_forms() {
-        for h in [
-            "127.0.0.1",
-            "127.1.2.3",
-            "[::1]",
-            "::1",
-            "localhost",
-            "LOCALHOST",
-            "localhost.",
-            "[::ffff:127.0.0.1]",
-        ] {
-            assert!(is_loopback(h), "{h}");
+    fn with_hosts(uri: &str, hosts: &[&str]) -> Request<()> {
+        let mut r = req(uri);
+        for h in hosts {
+            r.headers_mut().append(HOST, h.parse().unwrap());
         }
-        for h in [
-            "128.0.0.1",
-            "10.0.0.1",
-            "localhost.evil.com",
-            "127.0.0.1.evil.com",
-            "[::2]",
-            "",
-        ] {
-            assert!(!is_loopback(h), "{h}");
-        }
+        r
     }
 
     #[test]
-    fn cleartext_rule() {
+    fn only_https_is_secure_without_loopback() {
         let scope = Scope::default();
         assert!(scope.check(&req("https://api.azerion.ai/v1")).is_ok());
+        assert!(scope.check(&req("HTTPS://api.azerion.ai/v1")).is_ok());
         assert!(scope.check(&req("http://127.0.0.1:8080/v1")).is_ok());
         assert!(scope.check(&req("http://[::1]:8080/v1")).is_ok());
-        let err = scope.check(&req("http://api.azerion.ai/v1")).unwrap_err();
-        assert!(err.is_cleartext());
-        assert!(err.to_string().contains("api.azerion.ai"));
+        assert!(scope.check(&req("ws://localhost/v1")).is_ok());
+        for uri in [
+            "http://api.azerion.ai/v1",
+            "HTTP://api.azerion.ai/v1",
+            "ws://remote.example/v1",
+            "wss://remote.example/v1",
+            "x-plain://remote.example/v1",
+            "http://localhost../v1",
+        ] {
+            let err = scope.check(&req(uri)).unwrap_err();
+            assert!(err.is_cleartext(), "{uri}");
+            assert!(err.to_string().contains("https://"), "{uri}: {err}");
+        }
+        let upper = Request::builder()
+            .uri(
+                http::Uri::builder()
+                    .scheme("HTTP")
+                    .authority("remote.example")
+                    .path_and_query("/v1")
+                    .build()
+                    .unwrap(),
+            )
+            .body(())
+            .unwrap();
+        assert!(scope.check(&upper).unwrap_err().is_cleartext());
         let open = Scope {
             allow_insecure_http: true,
             ..Scope::default()
         };
         assert!(open.check(&req("http://api.azerion.ai/v1")).is_ok());
+        assert!(open.check(&req("x-plain://api.azerion.ai/v1")).is_ok());
+    }
+
+    #[test]
+    fn origin_form_is_refused_unless_insecure_is_allowed() {
+        let scope = Scope::default();
+        let err = scope
+            .check(&with_hosts("/v1", &["remote.example"]))
+            .unwrap_err();
+        assert!(err.is_cleartext());
+        assert!(err.to_string().contains("origin form"), "{err}");
+        // Even a loopback Host header: the connection, not the header, decides where it goes.
+        assert!(scope.check(&with_hosts("/v1", &["127.0.0.1"])).is_err());
+        let open = Scope {
+            allow_insecure_http: true,
+            ..Scope::default()
+        };
+        assert!(open.check(&with_hosts("/v1", &["remote.example"])).is_ok());
     }
 
     #[test]
@@ -252,18 +305,41 @@ mod tests {
         let err = scope.check(&req("https://evil.example/v1")).unwrap_err();
         assert_eq!(err.host(), Some("evil.example"));
         assert!(err.to_string().contains("evil.example"));
-        // origin form: the Host header decides
-        let mut r = req("/v1/models");
+    }
+
+    #[test]
+    fn every_host_header_must_agree_with_the_uri_and_the_scope() {
+        let mut scope = Scope::default();
+        scope.restrict_to(["api.azerion.ai"]);
+        let uri = "https://api.azerion.ai/v1";
+        assert!(scope.check(&with_hosts(uri, &["api.azerion.ai"])).is_ok());
+        assert!(scope.check(&with_hosts(uri, &["API.azerion.ai:443"])).is_ok());
+        let err = scope
+            .check(&with_hosts(uri, &["evil.example"]))
+            .unwrap_err();
+        assert_eq!(err.host(), Some("evil.example"));
         assert!(scope
-            .check(&r)
+            .check(&with_hosts(uri, &["api.azerion.ai", "evil.example"]))
+            .unwrap_err()
+            .to_string()
+            .contains("more than one Host"));
+        assert!(scope
+            .check(&with_hosts(uri, &["api.azerion.ai", "api.azerion.ai"]))
+            .is_err());
+        assert!(scope
+            .check(&with_hosts(uri, &["user@api.azerion.ai"]))
+            .is_err());
+        // Origin form, allowed: the Host header decides, and only one.
+        scope.allow_insecure_http = true;
+        assert!(scope
+            .check(&req("/v1"))
             .unwrap_err()
             .to_string()
             .contains("names no host"));
-        r.headers_mut()
-            .insert(HOST, "api.azerion.ai:443".parse().unwrap());
-        assert!(scope.check(&r).is_ok());
-        r.headers_mut()
-            .insert(HOST, "evil.example".parse().unwrap());
-        assert!(scope.check(&r).is_err());
+        assert!(scope.check(&with_hosts("/v1", &["api.azerion.ai"])).is_ok());
+        assert!(scope.check(&with_hosts("/v1", &["evil.example"])).is_err());
+        assert!(scope
+            .check(&with_hosts("/v1", &["api.azerion.ai", "evil.example"]))
+            .is_err());
     }
 }

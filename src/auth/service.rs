@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::future::{ResponseFuture, Sent};
 use super::scope::Scope;
-use crate::cache::{Current, KeyCache};
+use crate::cache::{Current, KeyCache, LoadSettings};
 use crate::replay::ReplayCopy;
 
 #[derive(Clone, Debug)]
@@ -23,6 +23,9 @@ pub(crate) struct Config {
     /// The source can give no other key ([`KeySource::is_static`](crate::KeySource::is_static)):
     /// a 401 is not the layer's business, and no request is kept for a replay.
     pub(crate) static_key: bool,
+    /// Hooks and the load timeout; here, not in the shared cache, so that setting them on a
+    /// clone of a layer leaves the original alone.
+    pub(crate) load: Arc<LoadSettings>,
 }
 
 /// What one service and its response futures share. One per long-lived clone of
@@ -77,9 +80,17 @@ struct LocalKey {
     epoch: u64,
     generation: u64,
     header: Option<HeaderValue>,
-    /// Set when no runtime timer marks the key due: check the clock per request.
+    /// When the key falls due. A timer moves the epoch then, but a timer lives on one runtime,
+    /// which may be gone or idle: every `clock_every` requests the clone reads the clock too.
     due_at: Option<Instant>,
+    /// Requests until the next clock read; never 0.
+    clock_in: u32,
+    /// 1 when no timer could be armed (no runtime when the key was stored).
+    clock_every: u32,
 }
+
+/// Requests between two clock reads of a clone whose key has a timer.
+const CLOCK_EVERY: u32 = 64;
 
 impl LocalKey {
     const EMPTY: LocalKey = LocalKey {
@@ -87,19 +98,29 @@ impl LocalKey {
         generation: 0,
         header: None,
         due_at: None,
+        clock_in: 1,
+        clock_every: 1,
     };
 
     #[inline(always)]
-    fn usable(&self, epoch: u64) -> Option<&HeaderValue> {
+    fn usable(&mut self, epoch: u64) -> Option<&HeaderValue> {
         if self.epoch != epoch {
             return None;
         }
-        if let Some(at) = self.due_at {
-            if Instant::now() >= at {
-                return None;
-            }
+        if self.due_at.is_some() && self.clock_says_due() {
+            return None;
         }
         self.header.as_ref()
+    }
+
+    #[inline]
+    fn clock_says_due(&mut self) -> bool {
+        self.clock_in -= 1;
+        if self.clock_in != 0 {
+            return false;
+        }
+        self.clock_in = self.clock_every;
+        self.due_at.is_some_and(|at| Instant::now() >= at)
     }
 
     fn update(&mut self, epoch: u64, current: &Current, own: bool) {
@@ -121,11 +142,9 @@ impl LocalKey {
             self.generation = current.generation;
         }
         self.epoch = epoch;
-        self.due_at = if current.needs_clock {
-            current.refresh_at
-        } else {
-            None
-        };
+        self.due_at = current.refresh_at;
+        self.clock_every = if current.needs_clock { 1 } else { CLOCK_EVERY };
+        self.clock_in = self.clock_every;
     }
 }
 
@@ -193,9 +212,7 @@ where
         }
         let shared = &*self.shared;
         let config = &*shared.config;
-        if let Err(refused) = config.scope.check(&req) {
-            return ResponseFuture::failed(refused.into());
-        }
+        // The caller's own header: the layer's key is not involved, so neither is its scope.
         // `is_empty` is inline; `contains_key` is a call: most requests skip it.
         if !req.headers().is_empty()
             && !config.override_existing
@@ -203,12 +220,15 @@ where
         {
             return ResponseFuture::sending(self.inner.call(req), None);
         }
+        if let Err(refused) = config.scope.check(&req) {
+            return ResponseFuture::failed(refused.into());
+        }
         let epoch = shared.cache.epoch();
-        let Some(header) = self.local.usable(epoch) else {
+        let Some(header) = self.local.usable(epoch).cloned() else {
             return self.call_slow(req, epoch);
         };
         if config.static_key {
-            req.headers_mut().insert(AUTHORIZATION, header.clone());
+            req.headers_mut().insert(AUTHORIZATION, header);
             return ResponseFuture::sending(self.inner.call(req), None);
         }
         // Built in the order the future holds them, each written once, so the request and the
@@ -218,7 +238,7 @@ where
         } else {
             None
         };
-        req.headers_mut().insert(AUTHORIZATION, header.clone());
+        req.headers_mut().insert(AUTHORIZATION, header);
         let sent = Sent::new(self.shared.clone(), self.local.generation, copy);
         ResponseFuture::sending(self.inner.call(req), Some(sent))
     }
@@ -251,12 +271,17 @@ impl<S: Clone> BearerAuth<S> {
     {
         self.shared.keep_replay_service(&self.inner);
         let cache = self.shared.cache.clone();
+        let settings = self.shared.config.load.clone();
         match cache.current() {
             Some(current) => {
-                if current.is_due(Instant::now()) && cache.claim_refresh() {
-                    // This request refreshes; every other one keeps the current key meanwhile.
-                    return self.call_after_load(req, Box::pin(cache.refresh()));
+                if current.is_due(Instant::now()) {
+                    if let Some(claim) = cache.claim_refresh() {
+                        // This request refreshes; every other one keeps the current key
+                        // meanwhile. The future owns the claim: dropped, it gives it back.
+                        return self.call_after_load(req, Box::pin(claim.refresh(settings)));
+                    }
                 }
+                cache.ensure_timer(&current);
                 self.local.update(epoch, &current, self.borrowing == 0);
                 let header = self
                     .local
@@ -265,7 +290,7 @@ impl<S: Clone> BearerAuth<S> {
                     .unwrap_or_else(|| current.key.header_value().clone());
                 self.send(req, header, current.generation)
             }
-            None => self.call_after_load(req, Box::pin(cache.load_first())),
+            None => self.call_after_load(req, Box::pin(cache.load_first(settings))),
         }
     }
 
@@ -315,11 +340,14 @@ impl<S: Clone> Clone for BearerAuth<S> {
             // clock is checked per request if the key has a refresh hint, as no timer has been
             // seen to have not fired.
             if let Some(current) = cache.current() {
+                // The clone's first request reads the clock.
                 local = LocalKey {
                     epoch,
                     generation: current.generation,
                     header: Some(current.key.header_value().clone()),
                     due_at: current.refresh_at,
+                    clock_in: 1,
+                    clock_every: if current.needs_clock { 1 } else { CLOCK_EVERY },
                 };
             }
         }

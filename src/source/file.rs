@@ -39,6 +39,9 @@ pub struct FileKeySource {
     path: Arc<Path>,
     refresh_after: Option<Duration>,
     warned_permissions: Arc<AtomicBool>,
+    /// Held by the blocking read in flight, until it returns: a read stuck in the kernel (a
+    /// hung network mount) keeps one thread, not one per timed-out load.
+    reading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl FileKeySource {
@@ -48,6 +51,7 @@ impl FileKeySource {
             path: Arc::from(path.into()),
             refresh_after: Some(DEFAULT_FILE_REFRESH),
             warned_permissions: Arc::new(AtomicBool::new(false)),
+            reading: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -82,12 +86,20 @@ impl FileKeySource {
             KeyError::new(kind, cause).with_origin(origin())
         };
 
-        let file = std::fs::File::open(&self.path).map_err(|e| io_fail("opened", e))?;
+        let file = open_nonblocking(&self.path).map_err(|e| io_fail("opened", e))?;
         let meta = file.metadata().map_err(|e| io_fail("inspected", e))?;
         if meta.is_dir() {
             return Err(fail(
                 KeyErrorKind::Unreadable,
                 "is a directory, not a file".into(),
+            ));
+        }
+        if !meta.is_file() {
+            return Err(fail(
+                KeyErrorKind::Unreadable,
+                "is not a regular file (a FIFO, socket or device); a key file must be a \
+                 regular file"
+                    .into(),
             ));
         }
         self.warn_if_exposed(&meta);
@@ -150,12 +162,17 @@ impl FileKeySource {
 impl KeySource for FileKeySource {
     fn load(&self) -> KeyFuture<'_> {
         Box::pin(async move {
+            // One blocking read at a time: wait for the one in flight (the cache's load
+            // timeout bounds the wait), and hand the permit to the thread, which lets go when
+            // its read returns, whether or not anyone still waits for it.
+            let permit = self.reading.clone().lock_owned().await;
             let this = self.clone();
             // File I/O blocks; keep it off the async worker threads, but log where the caller
             // logs: carry its subscriber and span over to the blocking thread.
             let dispatch = tracing::dispatcher::get_default(Clone::clone);
             let span = tracing::Span::current();
             let read = move || {
+                let _permit = permit;
                 let _span = span.enter();
                 tracing::dispatcher::with_default(&dispatch, || this.read())
             };
@@ -171,11 +188,47 @@ impl KeySource for FileKeySource {
     }
 }
 
+/// Opens `path` for reading without blocking on a FIFO or a device, whose type is then
+/// refused; a regular file reads as usual.
+#[cfg(unix)]
+fn open_nonblocking(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_nonblocking(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
 impl fmt::Debug for FileKeySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileKeySource")
             .field("path", &self.path)
             .field("refresh_after", &self.refresh_after)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_load_waits_for_the_blocking_read_in_flight_instead_of_starting_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "sk-file-test-key-000000\n").unwrap();
+        let source = FileKeySource::new(&path);
+        // A read stuck in the kernel holds the permit.
+        let stuck = source.reading.clone().lock_owned().await;
+        let waited = tokio::time::timeout(Duration::from_secs(5), source.load()).await;
+        assert!(waited.is_err(), "a second read started beside the stuck one");
+        drop(stuck);
+        let key = source.load().await.unwrap();
+        assert_eq!(key.expose_secret(), "sk-file-test-key-000000");
     }
 }

@@ -4,22 +4,32 @@
 //! only look further when it moved. Every load goes through one async mutex (single flight), and
 //! each path re-checks after taking it whether the load it wanted already happened.
 
+mod claim;
+mod handle;
+mod timer;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
 
+pub use handle::KeyHandle;
+
 use crate::rotation::{RotateHook, RotationEvent, RotationReason};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
+use timer::TimerSlot;
 
 /// Default bound on one `KeySource::load`.
 pub(crate) const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Refresh hints are clamped to this: `Duration::MAX` means "as good as never", and no
+/// deadline computed from a hint may overflow (hints come from the network, e.g. Vault leases).
+pub(crate) const MAX_REFRESH_HINT: Duration = Duration::from_secs(365 * 24 * 3600);
 const HISTORY: usize = 8;
 
 /// The key in use, as one immutable snapshot.
@@ -29,7 +39,7 @@ pub(crate) struct Current {
     pub(crate) generation: u64,
     /// When the next refresh is due (refresh-ahead point, or the end of a backoff).
     pub(crate) refresh_at: Option<Instant>,
-    /// No timer could be armed (no tokio runtime): services must check the clock themselves.
+    /// No timer could be armed (no tokio runtime): services must check the clock per request.
     pub(crate) needs_clock: bool,
 }
 
@@ -39,9 +49,30 @@ impl Current {
     }
 }
 
-pub(crate) struct Settings {
+/// What a load needs from the layer that asked for it. Part of the layer's configuration, so
+/// setting a hook or a timeout on a clone of a layer leaves the original alone.
+#[derive(Clone)]
+pub(crate) struct LoadSettings {
     pub(crate) hooks: Vec<RotateHook>,
     pub(crate) load_timeout: Duration,
+}
+
+impl Default for LoadSettings {
+    fn default() -> Self {
+        LoadSettings {
+            hooks: Vec::new(),
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for LoadSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadSettings")
+            .field("hooks", &self.hooks.len())
+            .field("load_timeout", &self.load_timeout)
+            .finish()
+    }
 }
 
 pub(crate) struct KeyCache {
@@ -49,26 +80,29 @@ pub(crate) struct KeyCache {
     me: Weak<KeyCache>,
     source: Box<dyn KeySource>,
     current: ArcSwapOption<Current>,
-    /// Moves whenever `current` is replaced or becomes due. Services hold the value they saw.
+    /// Moves whenever `current` is replaced, becomes due, or a refresh claim is given back.
+    /// Services hold the value they saw.
     epoch: AtomicU64,
-    /// Counts finished loads, so a waiter can tell that the load it queued for has happened.
-    loads: AtomicU64,
-    /// A request is already driving a refresh: others keep using the current key.
+    /// Counts loads started; a load's index is the count before it started.
+    started: AtomicU64,
+    /// A request holds the [`claim::RefreshClaim`]: others keep using the current key.
     refreshing: AtomicBool,
     flight: tokio::sync::Mutex<Flight>,
     /// Digests of the last few keys by generation, so a replay never reuses a rejected key
     /// even after A -> B -> A. Digests, not keys: old secrets are not kept.
     history: Mutex<VecDeque<(u64, u64)>>,
-    /// The task that will mark the current key due.
-    timer: Mutex<Option<tokio::task::AbortHandle>>,
-    pub(crate) settings: RwLock<Settings>,
+    timer: TimerSlot,
 }
 
 #[derive(Default)]
 struct Flight {
+    /// The index of the last load that finished, and its error if it failed.
+    last_load: Option<u64>,
     last_error: Option<KeyError>,
     /// Consecutive loads that failed or brought back a rejected key.
     failures: u32,
+    /// No key yet and the last load failed: no new first load before then.
+    first_retry_at: Option<Instant>,
     /// A 401 reload brought back the same key: no new reload for this generation before then.
     rejected_retry_at: Option<(u64, Instant)>,
 }
@@ -80,15 +114,11 @@ impl KeyCache {
             source,
             current: ArcSwapOption::const_empty(),
             epoch: AtomicU64::new(0),
-            loads: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
             flight: tokio::sync::Mutex::new(Flight::default()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
-            timer: Mutex::new(None),
-            settings: RwLock::new(Settings {
-                hooks: Vec::new(),
-                load_timeout: DEFAULT_LOAD_TIMEOUT,
-            }),
+            timer: TimerSlot::default(),
         })
     }
 
@@ -97,51 +127,64 @@ impl KeyCache {
         self.epoch.load(Ordering::Acquire)
     }
 
+    fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub(crate) fn current(&self) -> Option<Arc<Current>> {
         self.current.load_full()
     }
 
-    /// Claims the right to drive a due refresh. The winner must run [`KeyCache::refresh`],
-    /// which gives the claim back however it ends.
-    pub(crate) fn claim_refresh(&self) -> bool {
-        !self.refreshing.swap(true, Ordering::AcqRel)
+    /// Arms a refresh timer on the caller's runtime when the key has a refresh point and no
+    /// timer is armed (the last one's runtime went away).
+    pub(crate) fn ensure_timer(&self, current: &Current) {
+        if current.refresh_at.is_some() && !current.needs_clock && !self.timer.is_armed() {
+            self.timer.arm(&self.me, current.refresh_at);
+        }
     }
 
-    /// First load: single flight, errors shared with everyone who waited.
-    pub(crate) async fn load_first(self: Arc<Self>) -> Result<Arc<Current>, KeyError> {
-        let ticket = self.loads.load(Ordering::Acquire);
+    /// First load: single flight, errors shared with everyone who waited. After a failure,
+    /// requests in the backoff window get that failure without a new load.
+    pub(crate) async fn load_first(
+        self: Arc<Self>,
+        settings: Arc<LoadSettings>,
+    ) -> Result<Arc<Current>, KeyError> {
         let mut flight = self.flight.lock().await;
         if let Some(cur) = self.current() {
             return Ok(cur);
         }
-        if self.loads.load(Ordering::Acquire) != ticket {
-            if let Some(err) = &flight.last_error {
+        if let (Some(err), Some(until)) = (&flight.last_error, flight.first_retry_at) {
+            if Instant::now() < until {
                 return Err(err.clone());
             }
         }
-        match self.load_once().await {
-            Ok(key) => Ok(self.install(&mut flight, key, RotationReason::Initial)),
+        match self.load_once(&mut flight, &settings).await {
+            Ok(key) => Ok(self.install(&mut flight, &settings, key, RotationReason::Initial)),
             Err(err) => {
-                flight.last_error = Some(err.clone());
+                let delay = self.back_off(&mut flight, &err);
+                flight.first_retry_at = deadline(Instant::now(), delay);
+                tracing::warn!(error = %err, retry_in = ?delay, "loading the first key failed");
                 Err(err)
             }
         }
     }
 
-    /// A due refresh, driven by the request that claimed it. Never fails while a key exists:
-    /// a failed refresh keeps the old key and backs off.
-    pub(crate) async fn refresh(self: Arc<Self>) -> Result<Arc<Current>, KeyError> {
-        let _claim = ClaimGuard(&self.refreshing);
+    /// A due refresh, driven by the holder of `claim`. Never fails while a key exists: a
+    /// failed refresh keeps the old key and backs off.
+    async fn refresh(
+        self: Arc<Self>,
+        settings: Arc<LoadSettings>,
+    ) -> Result<Arc<Current>, KeyError> {
         let mut flight = self.flight.lock().await;
         let Some(cur) = self.current() else {
             drop(flight);
-            return self.clone().load_first().await;
+            return self.clone().load_first(settings).await;
         };
         if !cur.is_due(Instant::now()) {
             return Ok(cur);
         }
-        match self.load_once().await {
-            Ok(key) => Ok(self.install(&mut flight, key, RotationReason::Refresh)),
+        match self.load_once(&mut flight, &settings).await {
+            Ok(key) => Ok(self.install(&mut flight, &settings, key, RotationReason::Refresh)),
             Err(err) => {
                 let delay = self.back_off(&mut flight, &err);
                 tracing::warn!(
@@ -153,7 +196,7 @@ impl KeyCache {
                 Ok(self.store(Current {
                     key: cur.key.clone(),
                     generation: cur.generation,
-                    refresh_at: Some(Instant::now() + delay),
+                    refresh_at: deadline(Instant::now(), delay),
                     needs_clock: false,
                 }))
             }
@@ -162,8 +205,15 @@ impl KeyCache {
 
     /// The server answered 401 to the key of `generation`. Reloads once for all requests that
     /// got a 401 with that key; returns the key to use now.
-    pub(crate) async fn reject(self: Arc<Self>, generation: u64) -> Result<Arc<Current>, KeyError> {
-        let ticket = self.loads.load(Ordering::Acquire);
+    ///
+    /// Only a load that started after this call may be shared: one already running when the
+    /// 401 arrived may have read the very key the server just revoked.
+    pub(crate) async fn reject(
+        self: Arc<Self>,
+        generation: u64,
+        settings: Arc<LoadSettings>,
+    ) -> Result<Arc<Current>, KeyError> {
+        let ticket = self.started.load(Ordering::Acquire);
         let mut flight = self.flight.lock().await;
         let cur = self.current();
         if let Some(cur) = &cur {
@@ -172,8 +222,8 @@ impl KeyCache {
             }
             tracing::debug!(fingerprint = cur.key.fingerprint(), "key rejected with 401");
         }
-        if self.loads.load(Ordering::Acquire) != ticket {
-            // A load for this very key finished while we waited: share its outcome.
+        if flight.last_load.is_some_and(|index| index >= ticket) {
+            // A load that started after the 401 came back: share its outcome.
             return match (&flight.last_error, cur) {
                 (Some(err), _) => Err(err.clone()),
                 (None, Some(cur)) => Ok(cur),
@@ -185,14 +235,15 @@ impl KeyCache {
                 return Ok(cur.clone()); // the source gave this key back lately: no storm
             }
         }
-        match self.load_once().await {
+        match self.load_once(&mut flight, &settings).await {
             Ok(key) => {
                 let same = cur.as_ref().is_some_and(|c| c.key.same_secret(&key));
-                let installed = self.install(&mut flight, key, RotationReason::Rejected);
+                let installed = self.install(&mut flight, &settings, key, RotationReason::Rejected);
                 if same {
                     let delay = backoff(flight.failures);
                     flight.failures = flight.failures.saturating_add(1);
-                    flight.rejected_retry_at = Some((generation, Instant::now() + delay));
+                    flight.rejected_retry_at =
+                        deadline(Instant::now(), delay).map(|at| (generation, at));
                     tracing::warn!(
                         fingerprint = installed.key.fingerprint(),
                         "the server rejected the key and the source gave the same key back"
@@ -202,7 +253,8 @@ impl KeyCache {
             }
             Err(err) => {
                 let delay = self.back_off(&mut flight, &err);
-                flight.rejected_retry_at = Some((generation, Instant::now() + delay));
+                flight.rejected_retry_at =
+                    deadline(Instant::now(), delay).map(|at| (generation, at));
                 tracing::warn!(error = %err, "reloading the rejected key failed");
                 Err(err)
             }
@@ -225,19 +277,28 @@ impl KeyCache {
     }
 
     /// A manual rotation: loads now, whatever the state.
-    pub(crate) async fn rotate(self: Arc<Self>) -> Result<Arc<Current>, KeyError> {
+    pub(crate) async fn rotate(
+        self: Arc<Self>,
+        settings: &LoadSettings,
+    ) -> Result<Arc<Current>, KeyError> {
         let mut flight = self.flight.lock().await;
-        let key = self.load_once().await.inspect_err(|err| {
-            flight.last_error = Some(err.clone());
-        })?;
-        Ok(self.install(&mut flight, key, RotationReason::Manual))
+        match self.load_once(&mut flight, settings).await {
+            Ok(key) => Ok(self.install(&mut flight, settings, key, RotationReason::Manual)),
+            Err(err) => {
+                flight.last_error = Some(err.clone());
+                Err(err)
+            }
+        }
     }
 
-    async fn load_once(&self) -> Result<ApiKey, KeyError> {
-        let timeout = self
-            .settings
-            .read()
-            .map_or(DEFAULT_LOAD_TIMEOUT, |s| s.load_timeout);
+    /// One load from the source, bounded by the layer's timeout. The caller holds the flight.
+    async fn load_once(
+        &self,
+        flight: &mut Flight,
+        settings: &LoadSettings,
+    ) -> Result<ApiKey, KeyError> {
+        let index = self.started.fetch_add(1, Ordering::AcqRel);
+        let timeout = settings.load_timeout;
         let result = match tokio::time::timeout(timeout, self.source.load()).await {
             Ok(result) => result,
             Err(_) => Err(KeyError::new(
@@ -245,7 +306,7 @@ impl KeyCache {
                 format!("loading the key took longer than {timeout:?}"),
             )),
         };
-        self.loads.fetch_add(1, Ordering::AcqRel);
+        flight.last_load = Some(index);
         tracing::debug!(ok = result.is_ok(), "key source loaded");
         result
     }
@@ -258,8 +319,15 @@ impl KeyCache {
     }
 
     /// Makes `key` current; reports a rotation when the secret changed.
-    fn install(&self, flight: &mut Flight, key: ApiKey, reason: RotationReason) -> Arc<Current> {
+    fn install(
+        &self,
+        flight: &mut Flight,
+        settings: &LoadSettings,
+        key: ApiKey,
+        reason: RotationReason,
+    ) -> Arc<Current> {
         flight.last_error = None;
+        flight.first_retry_at = None;
         let old = self.current();
         let changed = old.as_ref().is_none_or(|o| !o.key.same_secret(&key));
         if changed {
@@ -273,7 +341,7 @@ impl KeyCache {
         };
         let refresh_at = key
             .refresh_hint()
-            .map(|ttl| Instant::now() + refresh_ahead(ttl));
+            .and_then(|ttl| deadline(Instant::now(), refresh_ahead(ttl)));
         let installed = self.store(Current {
             key,
             generation,
@@ -298,70 +366,39 @@ impl KeyCache {
                 new = event.new_fingerprint(),
                 "API key rotated"
             );
-            self.run_hooks(&event);
+            run_hooks(&settings.hooks, &event);
         }
         installed
     }
 
     /// Publishes a snapshot and arms the timer that marks it due.
     fn store(&self, mut current: Current) -> Arc<Current> {
-        let timer = current.refresh_at.and_then(|at| {
-            let handle = tokio::runtime::Handle::try_current().ok();
-            current.needs_clock = handle.is_none();
-            handle.map(|h| (h, at))
-        });
+        current.needs_clock = !self.timer.arm(&self.me, current.refresh_at);
         let current = Arc::new(current);
         self.current.store(Some(current.clone()));
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        let armed = timer.map(|(handle, at)| {
-            let weak = self.me.clone();
-            handle
-                .spawn(async move {
-                    tokio::time::sleep_until(at).await;
-                    if let Some(cache) = weak.upgrade() {
-                        cache.epoch.fetch_add(1, Ordering::AcqRel);
-                    }
-                })
-                .abort_handle()
-        });
-        // One timer per cache: the one for the snapshot replaced is no longer needed.
-        if let Ok(mut slot) = self.timer.lock() {
-            if let Some(old) = std::mem::replace(&mut *slot, armed) {
-                old.abort();
-            }
-        }
+        self.bump_epoch();
         current
     }
+}
 
-    fn run_hooks(&self, event: &RotationEvent) {
-        let hooks = match self.settings.read() {
-            Ok(s) => s.hooks.clone(),
-            Err(_) => return,
-        };
-        for hook in hooks {
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
-            if ran.is_err() {
-                tracing::error!("an on_rotate hook panicked; the rotation itself went through");
-            }
+fn run_hooks(hooks: &[RotateHook], event: &RotationEvent) {
+    for hook in hooks {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
+        if ran.is_err() {
+            tracing::error!("an on_rotate hook panicked; the rotation itself went through");
         }
     }
 }
 
 impl Drop for KeyCache {
     fn drop(&mut self) {
-        if let Some(timer) = self.timer.get_mut().ok().and_then(Option::take) {
-            timer.abort();
-        }
+        self.timer.abort();
     }
 }
 
-/// Gives back a refresh claim, even when the refreshing request is dropped mid-load.
-struct ClaimGuard<'a>(&'a AtomicBool);
-
-impl Drop for ClaimGuard<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
+/// `now + wait`, or `None` ("never") when that is past what `Instant` can hold.
+pub(crate) fn deadline(now: Instant, wait: Duration) -> Option<Instant> {
+    now.checked_add(wait)
 }
 
 /// Jittered exponential backoff: 0.5 s, 1 s, 2 s … up to 30 s, each ±20%.
@@ -372,9 +409,11 @@ pub(crate) fn backoff(failures: u32) -> Duration {
     base.mul_f64(0.8 + 0.4 * fastrand::f64())
 }
 
-/// When to start refreshing a key good for `ttl`: somewhere in the last tenth of it.
+/// When to start refreshing a key good for `ttl`: somewhere in the last tenth of it. Hints
+/// over [`MAX_REFRESH_HINT`] count as that.
 fn refresh_ahead(ttl: Duration) -> Duration {
-    ttl.mul_f64(0.9 + 0.1 * fastrand::f64())
+    ttl.min(MAX_REFRESH_HINT)
+        .mul_f64(0.9 + 0.1 * fastrand::f64())
 }
 
 impl fmt::Debug for KeyCache {
@@ -391,3 +430,19 @@ impl fmt::Debug for KeyCache {
 pub(crate) type LoadFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Arc<Current>, KeyError>> + Send + 'static>,
 >;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_hint_overflows_a_deadline() {
+        let now = Instant::now();
+        for ttl in [Duration::MAX, Duration::from_secs(u64::MAX), MAX_REFRESH_HINT * 2] {
+            let ahead = refresh_ahead(ttl);
+            assert!(ahead <= MAX_REFRESH_HINT && ahead >= MAX_REFRESH_HINT.mul_f64(0.9));
+            assert!(deadline(now, ahead).is_some());
+        }
+        assert_eq!(deadline(now, Duration::MAX), None);
+    }
+}

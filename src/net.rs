@@ -1,0 +1,83 @@
+//! Network facts the layer and the sources share: which hosts are loopback, which schemes
+//! keep a secret off the wire in clear text.
+
+use std::net::IpAddr;
+
+/// The one scheme that counts as encrypted: `https`, in any case. Everything else (`http`,
+/// `ws`, a custom scheme, none at all) may put the key on a plain socket.
+#[inline]
+pub(crate) fn is_secure_scheme(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("https")
+}
+
+/// Strips one trailing dot (`api.azerion.ai.` is the same host) and IPv6 brackets.
+pub(crate) fn normalize_host(host: &str) -> &str {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// 127.0.0.0/8, `::1` (and `::ffff:127.x`), and `localhost`, in any spelling a URI allows.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    is_loopback_normalized(normalize_host(host))
+}
+
+/// [`is_loopback`] for a host already through [`normalize_host`]: normalising twice would
+/// take `localhost..` for `localhost`.
+pub(crate) fn is_loopback_normalized(host: &str) -> bool {
+    // The common spellings first: parsing an address costs more than the rest of the check.
+    if host == "127.0.0.1" || host == "::1" || host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_forms() {
+        for h in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "::1",
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+            "[::ffff:127.0.0.1]",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "128.0.0.1",
+            "10.0.0.1",
+            "localhost.evil.com",
+            "127.0.0.1.evil.com",
+            "localhost..",
+            "127.0.0.1..",
+            "[::2]",
+            "",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn only_https_is_secure() {
+        for s in ["https", "HTTPS", "Https"] {
+            assert!(is_secure_scheme(s), "{s}");
+        }
+        for s in ["http", "HTTP", "ws", "wss", "x-plain", "", "httpss", "http s"] {
+            assert!(!is_secure_scheme(s), "{s}");
+        }
+    }
+}

@@ -92,13 +92,13 @@ mod rotation;
 pub mod source;
 
 pub use auth::{BearerAuth, BearerAuthLayer, ResponseFuture, ScopeError};
+pub use cache::KeyHandle;
 pub use errors::{
     ApiError, ApiErrorKind, ErrorMapping, ErrorMappingLayer, TransientRetryLayer,
     TransientRetryPolicy,
 };
 pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};
 pub use replay::{ReplayableBody, DEFAULT_REPLAY_CAP};
-pub use cache::KeyHandle;
 pub use rotation::{RotationEvent, RotationReason};
 #[cfg(feature = "env")]
 #[cfg_attr(docsrs, doc(cfg(feature = "env")))]

@@ -76,7 +76,9 @@ mod tests {
         for s in ["https", "HTTPS", "Https"] {
             assert!(is_secure_scheme(s), "{s}");
         }
-        for s in ["http", "HTTP", "ws", "wss", "x-plain", "", "httpss", "http s"] {
+        for s in [
+            "http", "HTTP", "ws", "wss", "x-plain", "", "httpss", "http s",
+        ] {
             assert!(!is_secure_scheme(s), "{s}");
         }
     }

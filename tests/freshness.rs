@@ -188,12 +188,37 @@ async fn with_no_key_at_all_the_request_fails_with_the_key_error() {
     let err = token(&mut svc).await.unwrap_err();
     let key_err = err.downcast_ref::<KeyError>().expect("a KeyError");
     assert_eq!(key_err.to_string(), "steered source: store is down");
+    assert_eq!(source.loads(), 1);
     source.set(Mode::Key(KEY_A));
+    // Within the backoff window (0.5 s ± 20%) the failure is shared: no load back to back.
+    for _ in 0..20 {
+        let err = token(&mut svc).await.unwrap_err();
+        assert!(err.downcast_ref::<KeyError>().is_some(), "{err}");
+    }
+    assert_eq!(source.loads(), 1, "no new load within the backoff window");
+    advance(Duration::from_millis(700)).await;
     assert_eq!(
         token(&mut svc).await.unwrap(),
         KEY_A,
-        "the next request tries again"
+        "the first request after the window tries again"
     );
+    assert_eq!(source.loads(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_failing_fast_before_the_first_key_is_asked_once_per_backoff_window() {
+    let source = Steered::new(KEY_A);
+    source.set(Mode::Fail);
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = echo(&layer);
+    // 2 s of requests, one every 10 ms: 200 requests, and the backoff doubles from 0.5 s.
+    for _ in 0..200 {
+        assert!(token(&mut svc).await.is_err());
+        advance(Duration::from_millis(10)).await;
+    }
+    let loads = source.loads();
+    // 0.5 s, 1 s (± 20%) windows in 2 s: at most 3 loads, never one per request.
+    assert!((2..=3).contains(&loads), "{loads} loads for 200 requests");
 }
 
 #[tokio::test(start_paused = true)]

@@ -32,9 +32,9 @@ mod layer;
 mod scope;
 mod service;
 
-pub use future::ResponseFuture;
-pub use layer::BearerAuthLayer;
 #[cfg(feature = "vault")]
 pub(crate) use crate::net::is_loopback;
+pub use future::ResponseFuture;
+pub use layer::BearerAuthLayer;
 pub use scope::ScopeError;
 pub use service::BearerAuth;

@@ -27,6 +27,8 @@ use crate::net::{is_loopback_normalized, is_secure_scheme, normalize_host};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScopeError {
     host: Option<String>,
+    /// The scheme of a request refused for cleartext, as it was written.
+    scheme: Option<String>,
     reason: Refusal,
 }
 
@@ -71,9 +73,10 @@ impl fmt::Display for ScopeError {
             ),
             Refusal::Cleartext => write!(
                 f,
-                "refusing to send the API key to `{host}` without https:// (only https counts \
-                 as encrypted) and it is not a loopback address; use https:// or \
-                 allow_insecure_http(true)"
+                "refusing to send the API key over {}:// to `{host}`, which is not a loopback \
+                 address: only https:// counts as encrypted; use https:// or \
+                 allow_insecure_http(true)",
+                self.scheme.as_deref().unwrap_or("")
             ),
             Refusal::NoOrigin => f.write_str(
                 "refusing to send the API key: the request has no scheme and no host (origin \
@@ -145,6 +148,8 @@ impl Scope {
         let refuse = |reason, host: Option<&str>| {
             Err(ScopeError {
                 host: host.map(str::to_owned),
+                scheme: (reason == Refusal::Cleartext)
+                    .then(|| uri.scheme_str().unwrap_or("").to_owned()),
                 reason,
             })
         };
@@ -187,6 +192,7 @@ fn host_header<B>(req: &Request<B>) -> Result<Option<String>, ScopeError> {
     if values.next().is_some() {
         return Err(ScopeError {
             host: None,
+            scheme: None,
             reason: Refusal::DuplicateHost,
         });
     }
@@ -194,6 +200,7 @@ fn host_header<B>(req: &Request<B>) -> Result<Option<String>, ScopeError> {
         Some(host) => Ok(Some(host)),
         None => Err(ScopeError {
             host: None,
+            scheme: None,
             reason: Refusal::HostMismatch,
         }),
     }
@@ -256,6 +263,9 @@ mod tests {
             let err = scope.check(&req(uri)).unwrap_err();
             assert!(err.is_cleartext(), "{uri}");
             assert!(err.to_string().contains("https://"), "{uri}: {err}");
+            let scheme = uri.split("://").next().unwrap().to_ascii_lowercase();
+            let message = err.to_string().to_ascii_lowercase();
+            assert!(message.contains(&format!("over {scheme}://")), "{err}");
         }
         let upper = Request::builder()
             .uri(
@@ -313,7 +323,9 @@ mod tests {
         scope.restrict_to(["api.azerion.ai"]);
         let uri = "https://api.azerion.ai/v1";
         assert!(scope.check(&with_hosts(uri, &["api.azerion.ai"])).is_ok());
-        assert!(scope.check(&with_hosts(uri, &["API.azerion.ai:443"])).is_ok());
+        assert!(scope
+            .check(&with_hosts(uri, &["API.azerion.ai:443"]))
+            .is_ok());
         let err = scope
             .check(&with_hosts(uri, &["evil.example"]))
             .unwrap_err();

@@ -438,7 +438,11 @@ mod tests {
     #[test]
     fn no_hint_overflows_a_deadline() {
         let now = Instant::now();
-        for ttl in [Duration::MAX, Duration::from_secs(u64::MAX), MAX_REFRESH_HINT * 2] {
+        for ttl in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX),
+            MAX_REFRESH_HINT * 2,
+        ] {
             let ahead = refresh_ahead(ttl);
             assert!(ahead <= MAX_REFRESH_HINT && ahead >= MAX_REFRESH_HINT.mul_f64(0.9));
             assert!(deadline(now, ahead).is_some());

@@ -226,7 +226,10 @@ mod tests {
         // A read stuck in the kernel holds the permit.
         let stuck = source.reading.clone().lock_owned().await;
         let waited = tokio::time::timeout(Duration::from_secs(5), source.load()).await;
-        assert!(waited.is_err(), "a second read started beside the stuck one");
+        assert!(
+            waited.is_err(),
+            "a second read started beside the stuck one"
+        );
         drop(stuck);
         let key = source.load().await.unwrap();
         assert_eq!(key.expose_secret(), "sk-file-test-key-000000");

@@ -5,6 +5,7 @@
 #[path = "../../examples/support/mod.rs"]
 mod examples_support;
 pub mod logs;
+pub mod sources;
 
 pub use examples_support::{gateway, serve, stand_in};
 

@@ -1,0 +1,251 @@
+//! The refresh and reload machinery under cancellation, huge hints, stale in-flight loads and
+//! runtimes that go away: the audit's findings, each as the program that showed it.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use support::sources::{api, Steered};
+use tower::{BoxError, Layer, Service, ServiceExt};
+use tower_bearer::{ApiKey, BearerAuthLayer, FileKeySource, StaticKey};
+
+const KEY_A: &str = "sk-refresh-key-AAAAAAAAAAAA";
+const KEY_B: &str = "sk-refresh-key-BBBBBBBBBBBB";
+const TTL: Duration = Duration::from_secs(60);
+
+fn req() -> Request<Full<Bytes>> {
+    Request::post("https://api.azerion.ai/v1/chat/completions")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
+}
+
+/// The token the API saw, and the status it answered.
+async fn send<S>(svc: &mut S) -> Result<(StatusCode, String), BoxError>
+where
+    S: Service<Request<Full<Bytes>>, Response = http::Response<String>, Error = BoxError>,
+{
+    let res = svc.ready().await?.call(req()).await?;
+    Ok((res.status(), res.into_body()))
+}
+
+/// Moves the paused clock and lets timer tasks run.
+async fn advance(by: Duration) {
+    tokio::time::advance(by).await;
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn accepting(key: &str) -> Arc<Mutex<String>> {
+    Arc::new(Mutex::new(key.to_owned()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_future_dropped_before_its_first_poll_does_not_switch_refresh_off() {
+    let source = Steered::new(KEY_A, Some(TTL));
+    // The server takes both keys: only a refresh, not a 401, can bring B.
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = layer.layer(api(accepting("*")));
+    assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+    advance(TTL).await; // due
+    source.set(Some(KEY_B));
+    // This request claims the refresh; its future is dropped unpolled, as tower's Buffer and
+    // select! do.
+    let fut = svc.ready().await.unwrap().call(req());
+    drop(fut);
+    // Every later request must still be able to refresh.
+    let (status, token) = send(&mut svc).await.unwrap();
+    assert_eq!((status, token.as_str()), (StatusCode::OK, KEY_B));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_cancelled_mid_load_makes_every_clone_look_again() {
+    let source = Steered::new(KEY_A, Some(TTL));
+    // The server takes both keys: only a refresh, not a 401, can bring B.
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut refresher = layer.layer(api(accepting("*")));
+    let mut long_lived = refresher.clone();
+    // Both know the key, and the long-lived clone has its own state.
+    for _ in 0..10 {
+        send(&mut long_lived).await.unwrap();
+    }
+    send(&mut refresher).await.unwrap();
+    advance(TTL).await;
+    source.gate();
+    let mut refresh = refresher.ready().await.unwrap().call(req());
+    assert!(
+        (&mut refresh).now_or_never().is_none(),
+        "the refresh is loading"
+    );
+    // Meanwhile the long-lived clone keeps the current key, without a clock.
+    assert_eq!(send(&mut long_lived).await.unwrap().1, KEY_A);
+    drop(refresh); // cancelled mid-load
+    source.open(); // (the dropped load's permit, unused)
+    source.set(Some(KEY_B));
+    let loads = source.loads();
+    source.open();
+    let (status, token) = send(&mut long_lived).await.unwrap();
+    assert_eq!((status, token.as_str()), (StatusCode::OK, KEY_B));
+    assert_eq!(
+        source.loads(),
+        loads + 1,
+        "one refresh, by the long-lived clone"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_refresh_hint_means_never_and_panics_nothing() {
+    for hint in [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX),
+        Duration::from_secs(1 << 62),
+    ] {
+        let key = ApiKey::new(KEY_A).unwrap().refresh_after(hint);
+        let layer = BearerAuthLayer::new(StaticKey::new(key));
+        let mut svc = layer.layer(api(accepting(KEY_A)));
+        assert_eq!(send(&mut svc).await.unwrap().1, KEY_A, "{hint:?}");
+
+        let source = Steered::new(KEY_A, Some(hint));
+        let layer = BearerAuthLayer::new(source.clone());
+        let mut svc = layer.layer(api(accepting(KEY_A)));
+        assert_eq!(send(&mut svc).await.unwrap().1, KEY_A, "{hint:?}");
+        advance(Duration::from_secs(3600 * 24 * 30)).await;
+        assert_eq!(send(&mut svc).await.unwrap().1, KEY_A, "{hint:?}");
+        assert_eq!(source.loads(), 1, "{hint:?}: not due within a month");
+    }
+}
+
+#[tokio::test]
+async fn a_file_source_with_a_huge_refresh_panics_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, format!("{KEY_A}\n")).unwrap();
+    let source = FileKeySource::new(&path).refresh_after(Duration::from_secs(u64::MAX));
+    let mut svc = BearerAuthLayer::new(source).layer(api(accepting(KEY_A)));
+    assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+    assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_does_not_take_the_result_of_a_load_that_started_before_it() {
+    let source = Steered::new(KEY_A, Some(TTL));
+    let accepted = accepting(KEY_A);
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut first = layer.layer(api(accepted.clone()));
+    let mut second = first.clone();
+    send(&mut first).await.unwrap();
+    advance(TTL).await;
+    // A refresh reads key A from the store and is held in flight.
+    source.gate();
+    let refresh = tokio::spawn(first.ready().await.unwrap().call(req()));
+    source.started(2).await;
+    // Now the store rotates to B and the server revokes A.
+    source.set(Some(KEY_B));
+    *accepted.lock().unwrap() = KEY_B.to_owned();
+    // A request sent with A gets a 401 and waits for the refresh in flight.
+    let rejected = tokio::spawn(second.ready().await.unwrap().call(req()));
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!rejected.is_finished());
+    // The refresh comes back with A; the 401 must load again rather than take it.
+    source.open();
+    source.open();
+    source.open();
+    let res = rejected.await.unwrap().unwrap();
+    assert_eq!(
+        (res.status(), res.body().as_str()),
+        (StatusCode::OK, KEY_B),
+        "the rejected request healed with B"
+    );
+    let res = refresh.await.unwrap().unwrap();
+    assert_eq!((res.status(), res.body().as_str()), (StatusCode::OK, KEY_B));
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_refresh_survives_the_runtime_that_stored_the_key() {
+    let source = Steered::new(KEY_A, Some(TTL));
+    // The server takes both keys: only a refresh, not a 401, can bring B.
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
+    // A warm-up runtime loads the key (and its refresh timer lives there), then goes away.
+    let warm_up = paused_runtime();
+    warm_up.block_on(async {
+        // Two requests: the first loads, the second takes the key into the service's copy.
+        for _ in 0..2 {
+            assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+        }
+    });
+    drop(warm_up);
+    source.set(Some(KEY_B));
+    paused_runtime().block_on(async {
+        advance(TTL + Duration::from_secs(5)).await;
+        let (status, token) = send(&mut svc).await.unwrap();
+        assert_eq!((status, token.as_str()), (StatusCode::OK, KEY_B));
+    });
+}
+
+#[test]
+fn the_refresh_survives_a_runtime_that_is_kept_but_never_driven() {
+    let source = Steered::new(KEY_A, Some(TTL));
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
+    let idle = paused_runtime();
+    idle.block_on(async {
+        for _ in 0..2 {
+            assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+        }
+    });
+    source.set(Some(KEY_B));
+    paused_runtime().block_on(async {
+        advance(TTL + Duration::from_secs(5)).await;
+        // The idle runtime's timer never fires; the service reads the clock now and then.
+        let mut sent_a = 0;
+        while send(&mut svc).await.unwrap().1 == KEY_A {
+            sent_a += 1;
+            assert!(sent_a <= 64, "still the old key after {sent_a} requests");
+        }
+    });
+    drop(idle);
+}
+
+#[tokio::test(start_paused = true)]
+async fn setters_on_a_clone_of_a_layer_leave_the_original_alone() {
+    let source = Steered::new(KEY_A, None);
+    let heard = Arc::new(AtomicUsize::new(0));
+    let original = BearerAuthLayer::new(source.clone());
+    let heard2 = heard.clone();
+    let _clone = original
+        .clone()
+        .on_rotate(move |_| {
+            heard2.fetch_add(1, Ordering::SeqCst);
+        })
+        .load_timeout(Duration::from_millis(1));
+    // A source slower than the clone's timeout, well within the original's 5 s.
+    source.gate();
+    let mut svc = original.layer(api(accepting(KEY_A)));
+    let call = tokio::spawn(async move { send(&mut svc).await.map(|(_, t)| t) });
+    source.started(1).await;
+    advance(Duration::from_millis(100)).await;
+    source.open();
+    assert_eq!(call.await.unwrap().unwrap(), KEY_A);
+    assert_eq!(
+        heard.load(Ordering::SeqCst),
+        0,
+        "the clone's hook ran for the original"
+    );
+}

@@ -9,6 +9,10 @@
 //! name sections to run only those, e.g. `cargo bench --bench interleaved -- hot threads`;
 //! `--processes N` and `--rounds N` change the defaults.
 //!
+//! - `awaited`: what callers run: `svc.ready().await?.call(req).await` in a current-thread
+//!   tokio runtime, for bare, tower-http and tower-bearer over a rotating source (replay on and
+//!   off), a `FileKeySource` (the default, with its 60 s refresh hint) and a `StaticKey`. The
+//!   headline of BENCHMARKS.md and the README;
 //! - `hot`: bare vs tower-http vs tower-bearer (retry on and off), requests built fresh for
 //!   each call and sent with `poll_ready`, `call` and one poll of a future that is ready at
 //!   once (no runtime), for a request with no headers of its own and one with two;
@@ -24,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use tower::{Service, ServiceBuilder};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 use common::*;
 
@@ -45,6 +49,33 @@ where
             drop(black_box(send_now(&mut self.0, make())));
         }
     }
+}
+
+/// A stack driven as callers drive it: awaited in a current-thread runtime.
+struct Awaited<S> {
+    svc: S,
+    rt: tokio::runtime::Runtime,
+}
+
+impl<S, E> Stack for Awaited<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = E>,
+    E: std::fmt::Debug,
+{
+    #[inline(never)]
+    fn run(&mut self, make: &dyn Fn() -> Request<Full<Bytes>>, n: u32) {
+        let svc = &mut self.svc;
+        self.rt.block_on(async {
+            for _ in 0..n {
+                let res = svc.ready().await.unwrap().call(make()).await.unwrap();
+                black_box(res);
+            }
+        });
+    }
+}
+
+fn awaited<S>(svc: S) -> Box<Awaited<S>> {
+    Box::new(Awaited { svc, rt: runtime() })
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -76,6 +107,72 @@ fn interleave(rounds: usize, timed: &mut [&mut dyn FnMut() -> f64]) -> Vec<Vec<f
     out
 }
 
+/// Runs `stacks` interleaved on requests from `make` and reports ns per request and ratios
+/// (against the first stack, "bare", and the second, "tower_http").
+fn compare(
+    rounds: usize,
+    batch: u32,
+    table: &str,
+    make: &dyn Fn() -> Request<Full<Bytes>>,
+    stacks: &mut [(&str, Box<dyn Stack>)],
+) {
+    let names: Vec<&str> = stacks.iter().map(|s| s.0).collect();
+    let mut closures: Vec<Box<dyn FnMut() -> f64 + '_>> = stacks
+        .iter_mut()
+        .map(|(_, s)| {
+            Box::new(move || {
+                let start = Instant::now();
+                s.run(make, batch);
+                start.elapsed().as_nanos() as f64 / batch as f64
+            }) as Box<dyn FnMut() -> f64>
+        })
+        .collect();
+    let mut refs: Vec<&mut dyn FnMut() -> f64> =
+        closures.iter_mut().map(|c| &mut **c as _).collect();
+    let ns = interleave(rounds, &mut refs);
+    for i in 0..names.len() {
+        let per_round = |f: &dyn Fn(usize) -> f64| (0..rounds).map(f).collect::<Vec<_>>();
+        let (vs_bare, _, _) = stats(per_round(&|r| ns[i][r] / ns[0][r]));
+        let (vs_th, _, _) = stats(per_round(&|r| ns[i][r] / ns[1][r]));
+        let (added, _, _) = stats(per_round(&|r| ns[i][r] - ns[0][r]));
+        report(
+            table,
+            names[i],
+            &[
+                ("ns/req", stats(ns[i].clone()).0),
+                ("added ns", added),
+                ("x vs bare", vs_bare),
+                ("x vs tower_http", vs_th),
+            ],
+        );
+    }
+}
+
+fn awaited_section(rounds: usize) {
+    let key_file = KeyFile::new();
+    for (label, make) in [
+        (
+            "no headers of its own",
+            &request as &dyn Fn() -> Request<Full<Bytes>>,
+        ),
+        ("plain http to 127.0.0.1", &request_loopback),
+    ] {
+        let mut stacks: Vec<(&str, Box<dyn Stack>)> = vec![
+            ("bare", awaited(bare())),
+            ("tower_http", awaited(tower_http())),
+            ("tower_bearer (retry on)", awaited(tower_bearer(true))),
+            ("tower_bearer retry off", awaited(tower_bearer(false))),
+            (
+                "tower_bearer FileKeySource",
+                awaited(tower_bearer_file(&key_file)),
+            ),
+            ("tower_bearer StaticKey", awaited(tower_bearer_static())),
+        ];
+        let table = format!("awaited in a runtime, request with {label} (ns per request, ratios)");
+        compare(rounds, 2_000, &table, make, &mut stacks);
+    }
+}
+
 fn hot(rounds: usize) {
     const BATCH: u32 = 2_000;
     for (label, make) in [
@@ -102,37 +199,8 @@ fn hot(rounds: usize) {
                 Box::new(Driven(tower_bearer_static())),
             ),
         ];
-        let names: Vec<&str> = stacks.iter().map(|s| s.0).collect();
-        let mut closures: Vec<Box<dyn FnMut() -> f64 + '_>> = stacks
-            .iter_mut()
-            .map(|(_, s)| {
-                Box::new(move || {
-                    let start = Instant::now();
-                    s.run(make, BATCH);
-                    start.elapsed().as_nanos() as f64 / BATCH as f64
-                }) as Box<dyn FnMut() -> f64>
-            })
-            .collect();
-        let mut refs: Vec<&mut dyn FnMut() -> f64> =
-            closures.iter_mut().map(|c| &mut **c as _).collect();
-        let ns = interleave(rounds, &mut refs);
         let table = format!("hot path, request with {label} (ns per request, ratios)");
-        for i in 0..names.len() {
-            let per_round = |f: &dyn Fn(usize) -> f64| (0..rounds).map(f).collect::<Vec<_>>();
-            let (vs_bare, _, _) = stats(per_round(&|r| ns[i][r] / ns[0][r]));
-            let (vs_th, _, _) = stats(per_round(&|r| ns[i][r] / ns[1][r]));
-            let (added, _, _) = stats(per_round(&|r| ns[i][r] - ns[0][r]));
-            report(
-                &table,
-                names[i],
-                &[
-                    ("ns/req", stats(ns[i].clone()).0),
-                    ("added ns", added),
-                    ("x vs bare", vs_bare),
-                    ("x vs tower_http", vs_th),
-                ],
-            );
-        }
+        compare(rounds, BATCH, &table, make, &mut stacks);
     }
 }
 
@@ -382,9 +450,9 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .map(|n| n.parse::<usize>().unwrap())
     };
-    let sections = ["hot", "body", "threads", "e2e"];
+    let sections = ["awaited", "hot", "body", "threads", "e2e"];
     let default_rounds = |s: &str| match s {
-        "hot" => 300,
+        "awaited" | "hot" => 300,
         "body" => 150,
         "threads" => 40,
         _ => 80,
@@ -393,6 +461,7 @@ fn main() {
         let section = args[i + 1].as_str();
         let rounds = value("--rounds").unwrap_or(default_rounds(section));
         match section {
+            "awaited" => awaited_section(rounds),
             "hot" => hot(rounds),
             "body" => body(rounds),
             "threads" => threads(rounds),

@@ -124,6 +124,52 @@ pub fn tower_bearer(
     svc
 }
 
+/// A key file in the temporary directory, removed on drop.
+pub struct KeyFile(std::path::PathBuf);
+
+impl KeyFile {
+    pub fn new() -> KeyFile {
+        let path = std::env::temp_dir().join(format!(
+            "tower-bearer-bench-key-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::write(&path, format!("{KEY}\n")).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        KeyFile(path)
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `BearerAuth` over a [`FileKeySource`] (a rotating source with a 60 s refresh hint, replay
+/// on: the defaults), with the key already cached.
+pub fn tower_bearer_file(
+    file: &KeyFile,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = tower::BoxError,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, tower::BoxError>> + Send,
+> + Clone
+       + Send {
+    let mut svc = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(tower_bearer::FileKeySource::new(
+            &file.0,
+        )))
+        .service(service_fn(ok::<Full<Bytes>>));
+    warm(&mut svc);
+    svc
+}
+
 /// Sends two requests: the first loads the key, the second fills the service's own copy of it.
 pub fn warm<S, E>(svc: &mut S)
 where

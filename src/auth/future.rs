@@ -4,73 +4,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::header::AUTHORIZATION;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 use tower_service::Service;
 
-use super::service::{replay_copy, Shared};
-use crate::cache::{Current, LoadFuture};
-use crate::replay::ReplayCopy;
-use crate::KeyError;
-
-/// What a sent request needs to handle a 401: which key it carried and, when it can be
-/// replayed, a copy of itself. Kept small: it lives in every response future.
-pub(crate) struct Sent<S, B> {
-    shared: Arc<Shared<S>>,
-    generation: u64,
-    copy: Option<ReplayCopy<B>>,
-}
-
-impl<S, B> Sent<S, B> {
-    #[inline(always)]
-    pub(crate) fn new(
-        shared: Arc<Shared<S>>,
-        generation: u64,
-        copy: Option<ReplayCopy<B>>,
-    ) -> Self {
-        Sent {
-            shared,
-            generation,
-            copy,
-        }
-    }
-}
-
-impl<S: Clone, B: 'static> Sent<S, B> {
-    /// The replay to send after a reload, if there is one: a new key, a body that can be had
-    /// again, and a service to send it with.
-    fn into_replay(self, reloaded: Result<Arc<Current>, KeyError>) -> Option<(S, Request<B>)> {
-        let current = match reloaded {
-            Ok(current) => current,
-            Err(err) => {
-                tracing::warn!(error = %err, "key reload after 401 failed; returning the 401");
-                return None;
-            }
-        };
-        let copy = self.copy?;
-        if !self.shared.cache.is_new_key(self.generation, &current) {
-            return None; // the key that was just rejected: replaying would only be rejected again
-        }
-        if !copy.can_replay() {
-            tracing::debug!("401 not replayed: the request body cannot be sent again");
-            return None;
-        }
-        let service = self.shared.replay_service()?;
-        let Some(mut copy) = copy.into_request() else {
-            tracing::debug!("401 not replayed: the request head did not parse back");
-            return None;
-        };
-        tracing::debug!(
-            fingerprint = current.key.fingerprint(),
-            "replaying after 401"
-        );
-        copy.headers_mut()
-            .insert(AUTHORIZATION, current.key.header_value().clone());
-        Some((service, copy))
-    }
-}
+use super::state::{rejected, send, CloneState, Sent};
+use crate::cache::LoadFuture;
 
 pin_project! {
     /// Response future of [`BearerAuth`](crate::BearerAuth).
@@ -133,7 +73,7 @@ enum Cold<S: Service<Request<B>>, B> {
         load: LoadFuture,
         inner: S,
         req: Request<B>,
-        shared: Arc<Shared<S>>,
+        shared: Arc<CloneState<S>>,
     },
     Reloading {
         reload: LoadFuture,
@@ -162,7 +102,7 @@ impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
         load: LoadFuture,
         inner: S,
         req: Request<B>,
-        shared: Arc<Shared<S>>,
+        shared: Arc<CloneState<S>>,
     ) -> Self {
         ResponseFuture::cold(Cold::Loading {
             load,
@@ -200,11 +140,8 @@ where
         // replay copy stays where it is (dropped with the future), not moved out to be dropped.
         if let StateProj::Sending { fut, sent } = state.as_mut().project() {
             let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-            if response.status() != StatusCode::UNAUTHORIZED {
+            let Some(sent) = rejected(&response, sent) else {
                 return Poll::Ready(Ok(response));
-            }
-            let Some(sent) = sent.take() else {
-                return Poll::Ready(Ok(response)); // the caller's own header: not ours to handle
             };
             state.set(unauthorized(response, sent));
         }
@@ -215,13 +152,7 @@ where
 /// A 401 to the key we sent: reload it (shared with every other request that got one).
 #[cold]
 fn unauthorized<S: Service<Request<B>>, B>(response: S::Response, sent: Sent<S, B>) -> State<S, B> {
-    let shared = &sent.shared;
-    let reload = Box::pin(
-        shared
-            .cache
-            .clone()
-            .reject(sent.generation, shared.config.load.clone()),
-    );
+    let reload = sent.reload();
     State::Cold {
         cold: Box::new(Cold::Reloading {
             reload,
@@ -246,11 +177,9 @@ where
         match state.as_mut().project() {
             StateProj::Sending { fut, sent } => {
                 let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                match sent.take() {
-                    Some(sent) if response.status() == StatusCode::UNAUTHORIZED => {
-                        state.set(unauthorized(response, sent));
-                    }
-                    _ => return Poll::Ready(Ok(response)),
+                match rejected(&response, sent) {
+                    Some(sent) => state.set(unauthorized(response, sent)),
+                    None => return Poll::Ready(Ok(response)),
                 }
             }
             StateProj::Replaying { fut } => return fut.poll(cx).map_err(Into::into),
@@ -288,7 +217,7 @@ where
             Cold::Loading {
                 mut load,
                 mut inner,
-                mut req,
+                req,
                 shared,
             } => {
                 let current = match load.as_mut().poll(cx) {
@@ -304,13 +233,9 @@ where
                     Poll::Ready(Ok(current)) => current,
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
                 };
-                let sent = (!shared.config.static_key).then(|| {
-                    let copy = replay_copy(&shared.config, &req);
-                    Sent::new(shared, current.generation, copy)
-                });
-                req.headers_mut()
-                    .insert(AUTHORIZATION, current.key.header_value().clone());
-                return Poll::Ready(Ok(Step::Send(inner.call(req), sent)));
+                let header = current.key.header_value().clone();
+                let (fut, sent) = send(&mut inner, &shared, req, header, current.generation);
+                return Poll::Ready(Ok(Step::Send(fut, sent)));
             }
             Cold::Reloading {
                 mut reload,

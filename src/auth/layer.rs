@@ -5,7 +5,8 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::scope::Scope;
-use super::service::{BearerAuth, Config};
+use super::service::BearerAuth;
+use super::state::Config;
 use crate::cache::{KeyCache, KeyHandle};
 use crate::rotation::RotationEvent;
 use crate::KeySource;

@@ -31,6 +31,7 @@ mod future;
 mod layer;
 mod scope;
 mod service;
+mod state;
 
 #[cfg(feature = "vault")]
 pub(crate) use crate::net::is_loopback;

@@ -1,6 +1,5 @@
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -10,70 +9,11 @@ use tokio::time::Instant;
 use tower::BoxError;
 use tower_service::Service;
 
-use super::future::{ResponseFuture, Sent};
-use super::scope::Scope;
-use crate::cache::{Current, KeyCache, LoadSettings};
-use crate::replay::ReplayCopy;
+use super::future::ResponseFuture;
+use super::state::{send, CloneState, Config};
+use crate::cache::{Current, KeyCache};
 
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) scope: Scope,
-    pub(crate) override_existing: bool,
-    pub(crate) retry_on_unauthorized: bool,
-    /// The source can give no other key ([`KeySource::is_static`](crate::KeySource::is_static)):
-    /// a 401 is not the layer's business, and no request is kept for a replay.
-    pub(crate) static_key: bool,
-    /// Hooks and the load timeout; here, not in the shared cache, so that setting them on a
-    /// clone of a layer leaves the original alone.
-    pub(crate) load: Arc<LoadSettings>,
-}
-
-/// What one service and its response futures share. One per long-lived clone of
-/// [`BearerAuth`], so the reference count that every request touches is not contended between
-/// clones on different threads; a fresh clone borrows its parent's for its first requests.
-// Aligned (and so sized) to two cache lines: the reference count every request of a clone
-// touches never shares a line with another clone's, whatever the allocator puts next to it.
-#[repr(align(128))]
-pub(crate) struct Shared<S> {
-    pub(crate) cache: Arc<KeyCache>,
-    pub(crate) config: Arc<Config>,
-    /// A clone of the inner service for replays, taken on the first slow-path call (or the
-    /// first clone).
-    replay_service: Mutex<Option<S>>,
-    /// `replay_service` is set: no lock to take to check.
-    has_replay_service: AtomicBool,
-}
-
-impl<S> Shared<S> {
-    fn new(cache: Arc<KeyCache>, config: Arc<Config>) -> Self {
-        Shared {
-            cache,
-            config,
-            replay_service: Mutex::new(None),
-            has_replay_service: AtomicBool::new(false),
-        }
-    }
-}
-
-impl<S: Clone> Shared<S> {
-    pub(crate) fn replay_service(&self) -> Option<S> {
-        self.replay_service.lock().ok()?.clone()
-    }
-
-    fn keep_replay_service(&self, inner: &S) {
-        if self.has_replay_service.load(Ordering::Acquire) {
-            return;
-        }
-        if let Ok(mut slot) = self.replay_service.lock() {
-            if slot.is_none() {
-                *slot = Some(inner.clone());
-            }
-            self.has_replay_service.store(true, Ordering::Release);
-        }
-    }
-}
-
-/// This clone's copy of the current header. Once the clone has its own [`Shared`], its own
+/// This clone's copy of the current header. Once the clone has its own [`CloneState`], its own
 /// allocation, so its reference count is touched by this clone's requests only.
 #[derive(Clone)]
 struct LocalKey {
@@ -153,22 +93,22 @@ impl LocalKey {
 /// `Clone` when `S` is; clones share the layer's key cache.
 pub struct BearerAuth<S> {
     inner: S,
-    shared: Arc<Shared<S>>,
+    shared: Arc<CloneState<S>>,
     local: LocalKey,
-    /// Requests left before this clone stops borrowing its parent's [`Shared`] and header and
+    /// Requests left before this clone stops borrowing its parent's [`CloneState`] and header and
     /// makes its own; 0 once it has them. A clone made for one request (`clone().oneshot()`)
     /// so costs no allocation; a long-lived one soon stops sharing reference counts.
     borrowing: u32,
 }
 
-/// Requests a clone sends on its parent's [`Shared`] and header before making its own.
+/// Requests a clone sends on its parent's [`CloneState`] and header before making its own.
 const BORROW_FOR: u32 = 8;
 
 impl<S> BearerAuth<S> {
     pub(crate) fn new(inner: S, cache: Arc<KeyCache>, config: Arc<Config>) -> Self {
         BearerAuth {
             inner,
-            shared: Arc::new(Shared::new(cache, config)),
+            shared: Arc::new(CloneState::new(cache, config)),
             local: LocalKey::EMPTY,
             borrowing: 0,
         }
@@ -206,7 +146,7 @@ where
     }
 
     #[inline]
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         if self.borrowing != 0 {
             self.count_borrowed();
         }
@@ -227,43 +167,18 @@ where
         let Some(header) = self.local.usable(epoch).cloned() else {
             return self.call_slow(req, epoch);
         };
-        if config.static_key {
-            req.headers_mut().insert(AUTHORIZATION, header);
-            return ResponseFuture::sending(self.inner.call(req), None);
-        }
-        // Built in the order the future holds them, each written once, so the request and the
-        // replay copy are not moved through temporaries.
-        let copy = if config.retry_on_unauthorized {
-            ReplayCopy::of(&req)
-        } else {
-            None
-        };
-        req.headers_mut().insert(AUTHORIZATION, header);
-        let sent = Sent::new(self.shared.clone(), self.local.generation, copy);
-        ResponseFuture::sending(self.inner.call(req), Some(sent))
+        let (fut, sent) = send(
+            &mut self.inner,
+            &self.shared,
+            req,
+            header,
+            self.local.generation,
+        );
+        ResponseFuture::sending(fut, sent)
     }
 }
 
 impl<S: Clone> BearerAuth<S> {
-    fn send<B: 'static>(
-        &mut self,
-        mut req: Request<B>,
-        header: HeaderValue,
-        generation: u64,
-    ) -> ResponseFuture<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        if self.shared.config.static_key {
-            req.headers_mut().insert(AUTHORIZATION, header);
-            return ResponseFuture::sending(self.inner.call(req), None);
-        }
-        let copy = replay_copy(&self.shared.config, &req);
-        req.headers_mut().insert(AUTHORIZATION, header);
-        let sent = Sent::new(self.shared.clone(), generation, copy);
-        ResponseFuture::sending(self.inner.call(req), Some(sent))
-    }
-
     #[cold]
     fn call_slow<B: 'static>(&mut self, req: Request<B>, epoch: u64) -> ResponseFuture<S, B>
     where
@@ -288,7 +203,14 @@ impl<S: Clone> BearerAuth<S> {
                     .header
                     .clone()
                     .unwrap_or_else(|| current.key.header_value().clone());
-                self.send(req, header, current.generation)
+                let (fut, sent) = send(
+                    &mut self.inner,
+                    &self.shared,
+                    req,
+                    header,
+                    current.generation,
+                );
+                ResponseFuture::sending(fut, sent)
             }
             None => self.call_after_load(req, Box::pin(cache.load_first(settings))),
         }
@@ -310,12 +232,12 @@ impl<S: Clone> BearerAuth<S> {
 }
 
 impl<S> BearerAuth<S> {
-    /// One more request on the parent's [`Shared`]; at the last, this clone makes its own.
+    /// One more request on the parent's [`CloneState`]; at the last, this clone makes its own.
     #[cold]
     fn count_borrowed(&mut self) {
         self.borrowing -= 1;
         if self.borrowing == 0 {
-            self.shared = Arc::new(Shared::new(
+            self.shared = Arc::new(CloneState::new(
                 self.shared.cache.clone(),
                 self.shared.config.clone(),
             ));
@@ -372,19 +294,11 @@ impl<S: fmt::Debug> fmt::Debug for BearerAuth<S> {
     }
 }
 
-/// The copy a 401 replay needs, taken before the header goes on the request.
-pub(crate) fn replay_copy<B: 'static>(config: &Config, req: &Request<B>) -> Option<ReplayCopy<B>> {
-    if config.retry_on_unauthorized {
-        ReplayCopy::of(req)
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     use bytes::Bytes;
     use http::{Response, StatusCode};

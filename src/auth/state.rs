@@ -1,0 +1,202 @@
+//! What a clone of the service and its response futures share, and the one path by which a
+//! request leaves the layer with the key on it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response, StatusCode};
+use tower_service::Service;
+
+use super::scope::Scope;
+use crate::cache::{Current, KeyCache, LoadFuture, LoadSettings};
+use crate::replay::ReplayCopy;
+use crate::KeyError;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) scope: Scope,
+    pub(crate) override_existing: bool,
+    pub(crate) retry_on_unauthorized: bool,
+    /// The source can give no other key ([`KeySource::is_static`](crate::KeySource::is_static)):
+    /// a 401 is not the layer's business, and no request is kept for a replay.
+    pub(crate) static_key: bool,
+    /// Hooks and the load timeout; here, not in the shared cache, so that setting them on a
+    /// clone of a layer leaves the original alone.
+    pub(crate) load: Arc<LoadSettings>,
+}
+
+/// What one clone of [`BearerAuth`](crate::BearerAuth) and its response futures share.
+///
+/// Invariants, for the state of a clone (this, and `LocalKey` and `borrowing` in
+/// `service.rs`):
+///
+/// - One `CloneState` per long-lived clone: every request clones its `Arc` (into [`Sent`]), so
+///   clones on different threads must not share one. A fresh clone borrows its parent's for
+///   its first `BORROW_FOR` requests (a clone per request then costs no allocation), then makes
+///   its own; only `BearerAuth::count_borrowed` replaces it.
+/// - `cache` and `config` are the layer's, never changed: a layer setter makes a new `Config`.
+/// - `replay_service` is written once, by the clone's first slow path or first `clone()`, under
+///   its lock; `has_replay_service` is set after, so a reader that sees it set finds it there.
+/// - The clone's `LocalKey` is a copy of the cache's header as of the cache's `epoch`: it is
+///   used only while the epoch has not moved, and the clock is read every `CLOCK_EVERY`
+///   requests (every request when no timer could be armed) in case the timer is lost.
+///
+/// Aligned (and so sized) to two cache lines: the reference count every request of a clone
+/// touches never shares a line with another clone's, whatever the allocator puts next to it.
+#[repr(align(128))]
+pub(crate) struct CloneState<S> {
+    pub(crate) cache: Arc<KeyCache>,
+    pub(crate) config: Arc<Config>,
+    /// A clone of the inner service for replays, taken on the first slow-path call (or the
+    /// first clone).
+    replay_service: Mutex<Option<S>>,
+    /// `replay_service` is set: no lock to take to check.
+    has_replay_service: AtomicBool,
+}
+
+impl<S> CloneState<S> {
+    pub(super) fn new(cache: Arc<KeyCache>, config: Arc<Config>) -> Self {
+        CloneState {
+            cache,
+            config,
+            replay_service: Mutex::new(None),
+            has_replay_service: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<S: Clone> CloneState<S> {
+    pub(crate) fn replay_service(&self) -> Option<S> {
+        self.replay_service.lock().ok()?.clone()
+    }
+
+    pub(super) fn keep_replay_service(&self, inner: &S) {
+        if self.has_replay_service.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(mut slot) = self.replay_service.lock() {
+            if slot.is_none() {
+                *slot = Some(inner.clone());
+            }
+            self.has_replay_service.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// What a sent request needs to handle a 401: which key it carried and, when it can be
+/// replayed, a copy of itself. Kept small: it lives in every response future.
+pub(crate) struct Sent<S, B> {
+    state: Arc<CloneState<S>>,
+    generation: u64,
+    copy: Option<ReplayCopy<B>>,
+}
+
+impl<S, B> Sent<S, B> {
+    #[inline(always)]
+    pub(crate) fn new(
+        state: Arc<CloneState<S>>,
+        generation: u64,
+        copy: Option<ReplayCopy<B>>,
+    ) -> Self {
+        Sent {
+            state,
+            generation,
+            copy,
+        }
+    }
+}
+
+impl<S, B> Sent<S, B> {
+    /// Tells the cache the key this request carried was rejected; resolves to the key to use
+    /// now (a new one, or the same when the source has no other).
+    pub(super) fn reload(&self) -> LoadFuture {
+        let state = &self.state;
+        Box::pin(
+            state
+                .cache
+                .clone()
+                .reject(self.generation, state.config.load.clone()),
+        )
+    }
+}
+
+impl<S: Clone, B: 'static> Sent<S, B> {
+    /// The replay to send after a reload, if there is one: a new key, a body that can be had
+    /// again, and a service to send it with.
+    pub(super) fn into_replay(
+        self,
+        reloaded: Result<Arc<Current>, KeyError>,
+    ) -> Option<(S, Request<B>)> {
+        let current = match reloaded {
+            Ok(current) => current,
+            Err(err) => {
+                tracing::warn!(error = %err, "key reload after 401 failed; returning the 401");
+                return None;
+            }
+        };
+        let copy = self.copy?;
+        if !self.state.cache.is_new_key(self.generation, &current) {
+            return None; // the key that was just rejected: replaying would only be rejected again
+        }
+        if !copy.can_replay() {
+            tracing::debug!("401 not replayed: the request body cannot be sent again");
+            return None;
+        }
+        let service = self.state.replay_service()?;
+        let Some(mut copy) = copy.into_request() else {
+            tracing::debug!("401 not replayed: the request head did not parse back");
+            return None;
+        };
+        tracing::debug!(
+            fingerprint = current.key.fingerprint(),
+            "replaying after 401"
+        );
+        copy.headers_mut()
+            .insert(AUTHORIZATION, current.key.header_value().clone());
+        Some((service, copy))
+    }
+}
+
+/// Puts `header` on `req`, keeps what a 401 needs (unless the key is static), and calls
+/// `inner`: the one way a request leaves the layer with the key on it.
+#[inline(always)]
+pub(crate) fn send<S, B>(
+    inner: &mut S,
+    state: &Arc<CloneState<S>>,
+    mut req: Request<B>,
+    header: HeaderValue,
+    generation: u64,
+) -> (S::Future, Option<Sent<S, B>>)
+where
+    S: Service<Request<B>>,
+    B: 'static,
+{
+    let config = &*state.config;
+    if config.static_key {
+        req.headers_mut().insert(AUTHORIZATION, header);
+        return (inner.call(req), None);
+    }
+    // Copied before the header goes on, so the copy never holds the key.
+    let copy = if config.retry_on_unauthorized {
+        ReplayCopy::of(&req)
+    } else {
+        None
+    };
+    req.headers_mut().insert(AUTHORIZATION, header);
+    let sent = Sent::new(state.clone(), generation, copy);
+    (inner.call(req), Some(sent))
+}
+
+/// The 401 is the layer's to handle: an answer to the key it sent (not the caller's own).
+#[inline(always)]
+pub(crate) fn rejected<S, B, R>(
+    response: &Response<R>,
+    sent: &mut Option<Sent<S, B>>,
+) -> Option<Sent<S, B>> {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        sent.take()
+    } else {
+        None
+    }
+}

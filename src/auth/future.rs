@@ -4,12 +4,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::{Request, Response};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 use tower_service::Service;
 
-use super::state::{rejected, send, CloneState, Sent};
+use super::state::{rejected, CloneState, ReplayCopy, Sent};
 use crate::cache::LoadFuture;
 
 pin_project! {
@@ -98,6 +99,24 @@ impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
         }
     }
 
+    /// Puts `header` on `req`, keeps what a 401 needs (unless the key is static), and calls
+    /// `inner`: the one way a request leaves the layer with the key on it.
+    #[inline(always)]
+    pub(crate) fn send(
+        inner: &mut S,
+        state: &Arc<CloneState<S>>,
+        req: Request<B>,
+        header: HeaderValue,
+        generation: u64,
+    ) -> Self
+    where
+        B: 'static,
+    {
+        ResponseFuture {
+            state: send(inner, state, req, header, generation),
+        }
+    }
+
     pub(crate) fn loading(
         load: LoadFuture,
         inner: S,
@@ -149,6 +168,42 @@ where
     }
 }
 
+/// See [`ResponseFuture::send`]. Each part is built where the future holds it, written once:
+/// the request and the replay copy are not moved through temporaries.
+#[inline(always)]
+fn send<S, B>(
+    inner: &mut S,
+    state: &Arc<CloneState<S>>,
+    mut req: Request<B>,
+    header: HeaderValue,
+    generation: u64,
+) -> State<S, B>
+where
+    S: Service<Request<B>>,
+    B: 'static,
+{
+    let config = &*state.config;
+    if config.static_key {
+        req.headers_mut().insert(AUTHORIZATION, header);
+        return State::Sending {
+            fut: inner.call(req),
+            sent: None,
+        };
+    }
+    // Copied before the header goes on, so the copy never holds the key.
+    let copy = if config.retry_on_unauthorized {
+        ReplayCopy::of(&req)
+    } else {
+        None
+    };
+    req.headers_mut().insert(AUTHORIZATION, header);
+    let sent = Sent::new(state.clone(), generation, copy);
+    State::Sending {
+        fut: inner.call(req),
+        sent: Some(sent),
+    }
+}
+
 /// A 401 to the key we sent: reload it (shared with every other request that got one).
 #[cold]
 fn unauthorized<S: Service<Request<B>>, B>(response: S::Response, sent: Sent<S, B>) -> State<S, B> {
@@ -184,7 +239,7 @@ where
             }
             StateProj::Replaying { fut } => return fut.poll(cx).map_err(Into::into),
             StateProj::Cold { cold } => match ready!(poll_cold(cold, cx))? {
-                Step::Send(fut, sent) => state.set(State::Sending { fut, sent }),
+                Step::Send(sending) => state.set(sending),
                 Step::Replay(fut) => state.set(State::Replaying { fut }),
                 Step::Done(response) => return Poll::Ready(Ok(response)),
             },
@@ -195,7 +250,7 @@ where
 // A transient return value of `poll_cold`, moved once: its size does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Step<S: Service<Request<B>>, B> {
-    Send(S::Future, Option<Sent<S, B>>),
+    Send(State<S, B>),
     Replay(S::Future),
     Done(S::Response),
 }
@@ -234,8 +289,8 @@ where
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
                 };
                 let header = current.key.header_value().clone();
-                let (fut, sent) = send(&mut inner, &shared, req, header, current.generation);
-                return Poll::Ready(Ok(Step::Send(fut, sent)));
+                let sending = send(&mut inner, &shared, req, header, current.generation);
+                return Poll::Ready(Ok(Step::Send(sending)));
             }
             Cold::Reloading {
                 mut reload,

@@ -10,7 +10,7 @@ use tower::BoxError;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::state::{send, CloneState, Config};
+use super::state::{CloneState, Config};
 use crate::cache::{Current, KeyCache};
 
 /// This clone's copy of the current header. Once the clone has its own [`CloneState`], its own
@@ -167,14 +167,8 @@ where
         let Some(header) = self.local.usable(epoch).cloned() else {
             return self.call_slow(req, epoch);
         };
-        let (fut, sent) = send(
-            &mut self.inner,
-            &self.shared,
-            req,
-            header,
-            self.local.generation,
-        );
-        ResponseFuture::sending(fut, sent)
+        let generation = self.local.generation;
+        ResponseFuture::send(&mut self.inner, &self.shared, req, header, generation)
     }
 }
 
@@ -203,14 +197,8 @@ impl<S: Clone> BearerAuth<S> {
                     .header
                     .clone()
                     .unwrap_or_else(|| current.key.header_value().clone());
-                let (fut, sent) = send(
-                    &mut self.inner,
-                    &self.shared,
-                    req,
-                    header,
-                    current.generation,
-                );
-                ResponseFuture::sending(fut, sent)
+                let generation = current.generation;
+                ResponseFuture::send(&mut self.inner, &self.shared, req, header, generation)
             }
             None => self.call_after_load(req, Box::pin(cache.load_first(settings))),
         }

@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::header::AUTHORIZATION;
-use http::{HeaderValue, Request, Response, StatusCode};
-use tower_service::Service;
+use http::{Request, Response, StatusCode};
 
 use super::scope::Scope;
 use crate::cache::{Current, KeyCache, LoadFuture, LoadSettings};
-use crate::replay::ReplayCopy;
+pub(crate) use crate::replay::ReplayCopy;
 use crate::KeyError;
 
 #[derive(Clone, Debug)]
@@ -156,36 +155,6 @@ impl<S: Clone, B: 'static> Sent<S, B> {
             .insert(AUTHORIZATION, current.key.header_value().clone());
         Some((service, copy))
     }
-}
-
-/// Puts `header` on `req`, keeps what a 401 needs (unless the key is static), and calls
-/// `inner`: the one way a request leaves the layer with the key on it.
-#[inline(always)]
-pub(crate) fn send<S, B>(
-    inner: &mut S,
-    state: &Arc<CloneState<S>>,
-    mut req: Request<B>,
-    header: HeaderValue,
-    generation: u64,
-) -> (S::Future, Option<Sent<S, B>>)
-where
-    S: Service<Request<B>>,
-    B: 'static,
-{
-    let config = &*state.config;
-    if config.static_key {
-        req.headers_mut().insert(AUTHORIZATION, header);
-        return (inner.call(req), None);
-    }
-    // Copied before the header goes on, so the copy never holds the key.
-    let copy = if config.retry_on_unauthorized {
-        ReplayCopy::of(&req)
-    } else {
-        None
-    };
-    req.headers_mut().insert(AUTHORIZATION, header);
-    let sent = Sent::new(state.clone(), generation, copy);
-    (inner.call(req), Some(sent))
 }
 
 /// The 401 is the layer's to handle: an answer to the key it sent (not the caller's own).

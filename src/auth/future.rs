@@ -4,13 +4,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::header::AUTHORIZATION;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 use tower_service::Service;
 
-use super::state::{rejected, CloneState, ReplayCopy, Sent};
+use super::state::{is_ours, send_with_key, CloneState, Sent};
 use crate::cache::LoadFuture;
 
 pin_project! {
@@ -99,24 +98,6 @@ impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
         }
     }
 
-    /// Puts `header` on `req`, keeps what a 401 needs (unless the key is static), and calls
-    /// `inner`: the one way a request leaves the layer with the key on it.
-    #[inline(always)]
-    pub(crate) fn send(
-        inner: &mut S,
-        state: &Arc<CloneState<S>>,
-        req: Request<B>,
-        header: HeaderValue,
-        generation: u64,
-    ) -> Self
-    where
-        B: 'static,
-    {
-        ResponseFuture {
-            state: send(inner, state, req, header, generation),
-        }
-    }
-
     pub(crate) fn loading(
         load: LoadFuture,
         inner: S,
@@ -159,54 +140,25 @@ where
         // replay copy stays where it is (dropped with the future), not moved out to be dropped.
         if let StateProj::Sending { fut, sent } = state.as_mut().project() {
             let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-            let Some(sent) = rejected(&response, sent) else {
+            if !is_ours(&response, sent) {
                 return Poll::Ready(Ok(response));
-            };
+            }
+            let sent = sent.take();
             state.set(unauthorized(response, sent));
         }
         poll_after_send(state, cx)
     }
 }
 
-/// See [`ResponseFuture::send`]. Each part is built where the future holds it, written once:
-/// the request and the replay copy are not moved through temporaries.
-#[inline(always)]
-fn send<S, B>(
-    inner: &mut S,
-    state: &Arc<CloneState<S>>,
-    mut req: Request<B>,
-    header: HeaderValue,
-    generation: u64,
-) -> State<S, B>
-where
-    S: Service<Request<B>>,
-    B: 'static,
-{
-    let config = &*state.config;
-    if config.static_key {
-        req.headers_mut().insert(AUTHORIZATION, header);
-        return State::Sending {
-            fut: inner.call(req),
-            sent: None,
-        };
-    }
-    // Copied before the header goes on, so the copy never holds the key.
-    let copy = if config.retry_on_unauthorized {
-        ReplayCopy::of(&req)
-    } else {
-        None
-    };
-    req.headers_mut().insert(AUTHORIZATION, header);
-    let sent = Sent::new(state.clone(), generation, copy);
-    State::Sending {
-        fut: inner.call(req),
-        sent: Some(sent),
-    }
-}
-
 /// A 401 to the key we sent: reload it (shared with every other request that got one).
 #[cold]
-fn unauthorized<S: Service<Request<B>>, B>(response: S::Response, sent: Sent<S, B>) -> State<S, B> {
+fn unauthorized<S: Service<Request<B>>, B>(
+    response: S::Response,
+    sent: Option<Sent<S, B>>,
+) -> State<S, B> {
+    let Some(sent) = sent else {
+        unreachable!("is_ours checked that a 401 had its Sent");
+    };
     let reload = sent.reload();
     State::Cold {
         cold: Box::new(Cold::Reloading {
@@ -232,14 +184,15 @@ where
         match state.as_mut().project() {
             StateProj::Sending { fut, sent } => {
                 let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                match rejected(&response, sent) {
-                    Some(sent) => state.set(unauthorized(response, sent)),
-                    None => return Poll::Ready(Ok(response)),
+                if !is_ours(&response, sent) {
+                    return Poll::Ready(Ok(response));
                 }
+                let sent = sent.take();
+                state.set(unauthorized(response, sent));
             }
             StateProj::Replaying { fut } => return fut.poll(cx).map_err(Into::into),
             StateProj::Cold { cold } => match ready!(poll_cold(cold, cx))? {
-                Step::Send(sending) => state.set(sending),
+                Step::Send(sending) => state.set(sending.state),
                 Step::Replay(fut) => state.set(State::Replaying { fut }),
                 Step::Done(response) => return Poll::Ready(Ok(response)),
             },
@@ -250,7 +203,7 @@ where
 // A transient return value of `poll_cold`, moved once: its size does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Step<S: Service<Request<B>>, B> {
-    Send(State<S, B>),
+    Send(ResponseFuture<S, B>),
     Replay(S::Future),
     Done(S::Response),
 }
@@ -289,7 +242,7 @@ where
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
                 };
                 let header = current.key.header_value().clone();
-                let sending = send(&mut inner, &shared, req, header, current.generation);
+                let sending = send_with_key!(inner, &shared, req, header, current.generation);
                 return Poll::Ready(Ok(Step::Send(sending)));
             }
             Cold::Reloading {

@@ -10,7 +10,7 @@ use tower::BoxError;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::state::{CloneState, Config};
+use super::state::{send_with_key, CloneState, Config};
 use crate::cache::{Current, KeyCache};
 
 /// This clone's copy of the current header. Once the clone has its own [`CloneState`], its own
@@ -145,7 +145,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if self.borrowing != 0 {
             self.count_borrowed();
@@ -167,8 +167,7 @@ where
         let Some(header) = self.local.usable(epoch).cloned() else {
             return self.call_slow(req, epoch);
         };
-        let generation = self.local.generation;
-        ResponseFuture::send(&mut self.inner, &self.shared, req, header, generation)
+        send_with_key!(self.inner, &self.shared, req, header, self.local.generation)
     }
 }
 
@@ -197,8 +196,7 @@ impl<S: Clone> BearerAuth<S> {
                     .header
                     .clone()
                     .unwrap_or_else(|| current.key.header_value().clone());
-                let generation = current.generation;
-                ResponseFuture::send(&mut self.inner, &self.shared, req, header, generation)
+                send_with_key!(self.inner, &self.shared, req, header, current.generation)
             }
             None => self.call_after_load(req, Box::pin(cache.load_first(settings))),
         }

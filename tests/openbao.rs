@@ -112,17 +112,11 @@ async fn a_policy_denied_read_does_not_log_in_again_nor_lock_the_source_out() {
     let secret_id = bao.secret_id(&s.role).await;
     let file = secret_file(&secret_id);
     let source = approle_source(bao, &s, &file, "other").build().unwrap();
-    for i in 0..20 {
-        let err = source.load().await.unwrap_err();
-        assert_eq!(err.kind(), KeyErrorKind::Denied, "{err}");
-        assert!(err.to_string().contains("permission denied"), "{err}");
-        if i > 0 {
-            // The first load's token is fresh from its login: no check needed.
-            let msg = err.to_string();
-            assert!(msg.contains("the token itself is valid"), "{msg}");
-        }
-        no_secret(&err, &[&secret_id, &s.role_id, bao.root_token()]);
+    let mut errors = Vec::new();
+    for _ in 0..20 {
+        errors.push(source.load().await.unwrap_err());
     }
+    // Before the fix: 3 logins (the secret_id used up), 3 live tokens, then refused logins.
     assert_eq!(
         bao.secret_id_uses_left(&s.role, &secret_id).await,
         2,
@@ -133,6 +127,16 @@ async fn a_policy_denied_read_does_not_log_in_again_nor_lock_the_source_out() {
         1,
         "one live token"
     );
+    for (i, err) in errors.iter().enumerate() {
+        assert_eq!(err.kind(), KeyErrorKind::Denied, "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("permission denied"), "{msg}");
+        if i > 0 {
+            // The first load's token is fresh from its login: no check needed.
+            assert!(msg.contains("the token itself is valid"), "{msg}");
+        }
+        no_secret(err, &[&secret_id, &s.role_id, bao.root_token()]);
+    }
 
     // The policy is fixed: the same token reads.
     let both = format!(
@@ -155,32 +159,36 @@ async fn a_stale_secret_id_does_not_lock_out_a_healthy_instance() {
     let stale = "00000000-0000-0000-0000-000000000000";
     let stale_file = secret_file(stale);
     let stale_source = approle_source(bao, &s, &stale_file, "app").build().unwrap();
-    for i in 0..10 {
-        let err = stale_source.load().await.unwrap_err();
-        assert_eq!(err.kind(), KeyErrorKind::Denied, "{err}");
-        let msg = err.to_string();
-        let path = stale_file.path().display().to_string();
-        assert!(msg.contains(&path), "{msg}");
-        if i == 0 {
-            assert!(msg.contains("invalid role or secret ID"), "{msg}");
-        } else {
-            assert!(msg.contains("refused the same secret_id"), "{msg}");
-        }
-        no_secret(&err, &[stale, &s.role_id, bao.root_token()]);
+    let mut errors = Vec::new();
+    for _ in 0..10 {
+        errors.push(stale_source.load().await.unwrap_err());
     }
+    // Before the fix: 10 logins, the role locked out after 5, the healthy instance refused.
     assert!(
         !bao.locked_out(&s.role_id).await,
         "the role is not locked out"
     );
-
-    // A healthy instance of the same role logs in.
     let secret_id = bao.secret_id(&s.role).await;
     let file = secret_file(&secret_id);
     let healthy = approle_source(bao, &s, &file, "app").build().unwrap();
     assert_eq!(
         healthy.load().await.unwrap().expose_secret(),
-        "sk-openbao-app-key-0001"
+        "sk-openbao-app-key-0001",
+        "a healthy instance of the same role logs in"
     );
+    let path = stale_file.path().display().to_string();
+    for (i, err) in errors.iter().enumerate() {
+        assert_eq!(err.kind(), KeyErrorKind::Denied, "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&path), "{msg}");
+        if i == 0 {
+            assert!(msg.contains("invalid role or secret ID"), "{msg}");
+            assert!(msg.contains("not sent again until the file"), "{msg}");
+        } else {
+            assert!(msg.contains("refused the same secret_id"), "{msg}");
+        }
+        no_secret(err, &[stale, &s.role_id, bao.root_token()]);
+    }
 
     // The stale instance gets a new secret_id in its file: it is tried at once.
     let fresh = bao.secret_id(&s.role).await;

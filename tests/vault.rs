@@ -985,6 +985,47 @@ async fn an_empty_namespace_is_none() {
     assert_eq!(f.seen()[0].namespace, None);
 }
 
+/// Issue 19 High 1: a replaced token was abandoned, alive. It is now revoked (`revoke-self`,
+/// in the background, best effort) once the new login succeeds.
+#[tokio::test]
+async fn a_replaced_token_is_revoked() {
+    let f = VaultFixture::start().await;
+    f.set_unique_tokens();
+    f.set_login_lease(2);
+    f.set_renew_answer(&RENEW_SELF.replace("3600", "0")); // forces a new login
+    let file = secret_id_file();
+    let s = approle(&f, &file)
+        .renew_token_within(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    load(&s).await.unwrap();
+    let first = format!("{}-1", approle_token());
+    until(t0, Duration::from_millis(1050)).await;
+    load(&s).await.unwrap();
+    assert_eq!(f.count("/v1/auth/approle/login"), 2);
+    // The revocation runs in the background: poll for it, bounded.
+    for _ in 0..200 {
+        if !f.accepts(&first) {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await; // poll interval, bounded above
+    }
+    assert!(!f.accepts(&first), "the replaced token is revoked");
+    let revoke = f
+        .seen()
+        .into_iter()
+        .find(|r| r.path == "/v1/auth/token/revoke-self")
+        .expect("revoke-self was called");
+    assert_eq!(revoke.token.as_deref(), Some(first.as_str()));
+    assert!(
+        f.accepts(&format!("{}-2", approle_token())),
+        "the new one lives"
+    );
+    load(&s).await.unwrap();
+}
+
 #[tokio::test]
 async fn renewal_refused_logs_in_again() {
     let f = VaultFixture::start().await;

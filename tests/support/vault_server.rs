@@ -113,6 +113,9 @@ struct State {
     renew_answer: Option<String>,
     /// Time each answer takes (a slow Vault).
     delay: std::time::Duration,
+    /// Each login hands out a token of its own (`{sample token}-{n}`).
+    unique_tokens: bool,
+    logins: usize,
 }
 
 /// A running fixture Vault. Clones share it.
@@ -156,6 +159,8 @@ impl VaultFixture {
             login_lease: None,
             renew_answer: None,
             delay: std::time::Duration::ZERO,
+            unique_tokens: false,
+            logins: 0,
         }));
         let handler_state = state.clone();
         let handler = move |req| handle(handler_state.clone(), req);
@@ -206,6 +211,17 @@ impl VaultFixture {
     /// `renew-self` answers `body` instead of the sample.
     pub fn set_renew_answer(&self, body: &str) {
         self.with(|s| s.renew_answer = Some(body.to_owned()));
+    }
+
+    /// Each login hands out a new token, `{sample token}-{n}` for the n-th login (from 1),
+    /// as a real Vault does, instead of the sample's.
+    pub fn set_unique_tokens(&self) {
+        self.with(|s| s.unique_tokens = true);
+    }
+
+    /// Whether `token` is accepted now.
+    pub fn accepts(&self, token: &str) -> bool {
+        self.with(|s| s.tokens.contains(token))
     }
 
     /// Every answer takes `delay` (a slow Vault).
@@ -364,14 +380,21 @@ fn login(
         return respond(if refusal == DENIED { 403 } else { 400 }, refusal);
     }
     let mut s = state.lock().unwrap();
-    s.tokens.insert(client_token(answer));
+    s.logins += 1;
+    let mut v: Value = serde_json::from_str(answer).unwrap();
+    let mut token = client_token(answer);
+    if s.unique_tokens {
+        token = format!("{token}-{}", s.logins);
+        v["auth"]["client_token"] = Value::from(token.clone());
+    }
+    s.tokens.insert(token);
     match s.login_lease {
         Some(secs) if answer == APPROLE_LOGIN => {
-            let mut v: Value = serde_json::from_str(answer).unwrap();
             v["auth"]["lease_duration"] = Value::from(secs);
             respond(200, v.to_string())
         }
-        _ => respond(200, answer),
+        _ if !s.unique_tokens => respond(200, answer),
+        _ => respond(200, v.to_string()),
     }
 }
 

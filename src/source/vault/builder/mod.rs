@@ -20,7 +20,8 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4);
 const CLI_DEFAULT_ADDR: &str = "https://127.0.0.1:8200";
 const CONFIG_ORIGIN: &str = "vault key source configuration";
 
-/// Options of a [`VaultKeySource`]; made by [`VaultKeySource::builder`].
+/// Options of a [`VaultKeySource`](crate::VaultKeySource); made by
+/// [`VaultKeySource::builder`](crate::VaultKeySource::builder).
 ///
 /// Required: an address, a way to get a token (`token`, `approle_*` or `kubernetes`), a
 /// mount, a path and a field. Every setter replaces the value set before; the auth methods

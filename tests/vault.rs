@@ -870,6 +870,37 @@ async fn a_refused_secret_id_is_not_sent_again_until_it_changes() {
     assert_eq!(f.count("/v1/auth/approle/login"), 2);
 }
 
+/// Issue 19 High 2, from a variable: a refused secret_id is tried again once the variable
+/// holds another one.
+#[tokio::test]
+async fn a_refused_secret_id_from_a_variable_waits_for_a_new_value() {
+    let _env = ENV.lock().await;
+    const VAR: &str = "TOWER_BEARER_TEST_STALE_SECRET_ID";
+    let f = VaultFixture::start().await;
+    let _set = EnvGuard::new(&[(VAR, Some("00000000-stale-env-secret-id"))]);
+    let s = VaultKeySource::builder()
+        .address(f.url())
+        .approle_secret_id_env(role_id(), VAR)
+        .mount("secret")
+        .path("my-secret")
+        .field("foo")
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let err = load(&s).await.unwrap_err();
+        check(
+            &err,
+            KeyErrorKind::Denied,
+            &[&format!("environment variable {VAR}")],
+        );
+        assert!(!err.to_string().contains("stale-env-secret-id"));
+    }
+    assert_eq!(f.count("/v1/auth/approle/login"), 1);
+    let _fixed = EnvGuard::new(&[(VAR, Some(&secret_id()))]);
+    assert_eq!(load(&s).await.unwrap().expose_secret(), "bar");
+    assert_eq!(f.count("/v1/auth/approle/login"), 2);
+}
+
 /// Issue 19 Low 13: read 403 → lookup-self → login → read were each allowed the whole
 /// timeout; they now share one deadline.
 #[tokio::test]

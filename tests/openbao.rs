@@ -336,6 +336,44 @@ async fn a_refused_token_is_replaced_at_most_once_per_interval() {
     assert_eq!(used, 2, "the first login and one forced login in 20 loads");
 }
 
+/// Issue 19 High 1 through the layer: 20 requests while the read is denied (the worst case:
+/// a token that may not even look itself up) made 20 logins and left 20 live tokens. Now at
+/// most two logins, whatever the request count.
+#[tokio::test]
+#[ignore = "needs OpenBao: BAO_BIN=$(.ci/install-openbao)"]
+async fn requests_through_the_layer_do_not_log_in_per_request() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let bao = openbao();
+    let s = approle_setup(
+        bao,
+        "app",
+        json!({ "secret_id_num_uses": 100, "token_no_default_policy": true }),
+    )
+    .await;
+    let secret_id = bao.secret_id(&s.role).await;
+    let file = secret_file(&secret_id);
+    let source = approle_source(bao, &s, &file, "other").build().unwrap();
+    let api = support::serve(|_req| async { support::respond(200, "{}") }).await;
+    let client = ServiceBuilder::new()
+        .layer(tower_bearer::BearerAuthLayer::new(source))
+        .service(support::client::<Full<Bytes>>());
+    for _ in 0..20 {
+        let request = http::Request::get(format!("http://{api}/v1/models"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let err = client.clone().oneshot(request).await.unwrap_err();
+        let err = err.downcast_ref::<KeyError>().expect("a key error");
+        no_secret(err, &[&secret_id, &s.role_id, bao.root_token()]);
+    }
+    let logins = 100 - bao.secret_id_uses_left(&s.role, &secret_id).await;
+    assert!(logins <= 2, "{logins} logins for 20 requests");
+    let live = bao.role_token_accessors(&s.role).await.len();
+    assert!(live <= 2, "{live} live tokens");
+}
+
 /// Real failures give clear errors and never a secret: a wrong secret_id, a missing path, a
 /// missing field, a refused static token.
 #[tokio::test]

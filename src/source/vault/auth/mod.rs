@@ -153,7 +153,6 @@ impl Auth {
             Some(h) => h.next(Instant::now(), self.renew_within),
             None => Next::Login,
         };
-        let mut fresh = false;
         match (next, state.held.as_mut()) {
             (Next::Use, Some(_)) => {}
             (Next::Renew, Some(h)) => match self.renew(vault, h, deadline).await {
@@ -164,18 +163,19 @@ impl Auth {
                 Err(e) => {
                     tracing::info!(error = %e, "Vault token renewal refused; logging in again");
                     let new = self.login(&mut state.guards, vault, deadline).await?;
-                    self.install(state, new, vault);
-                    fresh = true;
+                    return Ok(self.install(state, new, vault));
                 }
             },
             _ => {
                 let new = self.login(&mut state.guards, vault, deadline).await?;
-                self.install(state, new, vault);
-                fresh = true;
+                return Ok(self.install(state, new, vault));
             }
         }
-        let h = state.held.as_ref().expect("a token is held after a login");
-        Ok(self.current(h, fresh))
+        // Used or renewed: the token held, not fresh from a login.
+        match &state.held {
+            Some(h) => Ok(self.current(h, false)),
+            None => Err(KeyError::new(KeyErrorKind::Other, "no Vault token held")),
+        }
     }
 
     /// Asks Vault (`GET auth/token/lookup-self`) whether `token` is still valid.
@@ -231,20 +231,20 @@ impl Auth {
         }
         state.guards.forced_login(now);
         let new = self.login(&mut state.guards, vault, deadline).await?;
-        self.install(state, new, vault);
-        let h = state.held.as_ref().expect("a token is held after a login");
-        Ok(self.current(h, true))
+        Ok(self.install(state, new, vault))
     }
 
     /// Holds `new` (before any other await, so a cancelled load keeps it) and revokes the
     /// token it replaces, in the background, best effort.
-    fn install(&self, state: &mut State, new: Held, vault: &Endpoint) {
+    fn install(&self, state: &mut State, new: Held, vault: &Endpoint) -> Token {
+        let token = self.current(&new, true);
         if let Some(old) = state.held.replace(new) {
             let held = state.held.as_ref().map(|h| h.token.expose_secret());
             if held != Some(old.token.expose_secret()) {
                 self.revoke_later(vault, old.token);
             }
         }
+        token
     }
 }
 

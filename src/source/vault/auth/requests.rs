@@ -50,7 +50,12 @@ impl Auth {
         deadline: Instant,
     ) -> Result<Held, KeyError> {
         let (name, what, from, digest, body) = match &self.method {
-            AuthMethod::Token(_) => unreachable!("a static token never logs in"),
+            AuthMethod::Token(_) => {
+                return Err(KeyError::new(
+                    KeyErrorKind::Config,
+                    "a Vault token given as it is cannot log in again",
+                ))
+            }
             AuthMethod::AppRole { role_id, secret_id } => {
                 let secret = secret_id.read("the AppRole secret_id").await?;
                 let digest = self.digester.digest(&[
@@ -90,10 +95,12 @@ impl Auth {
                 ),
             ));
         }
-        let url = self
-            .login_url
-            .clone()
-            .expect("login methods have a login URL");
+        let Some(url) = self.login_url.clone() else {
+            return Err(KeyError::new(
+                KeyErrorKind::Config,
+                format!("{step}: no login URL"),
+            ));
+        };
         let reply = vault
             .call(Method::POST, url, None, Some(body), deadline)
             .await

@@ -13,6 +13,7 @@
 mod openbao;
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::Method;
@@ -372,6 +373,136 @@ async fn requests_through_the_layer_do_not_log_in_per_request() {
     assert!(logins <= 2, "{logins} logins for 20 requests");
     let live = bao.role_token_accessors(&s.role).await.len();
     assert!(live <= 2, "{live} live tokens");
+}
+
+/// A namespace: the source sends `X-Vault-Namespace`; an empty namespace means none.
+#[tokio::test]
+#[ignore = "needs OpenBao: BAO_BIN=$(.ci/install-openbao)"]
+async fn kv2_in_a_namespace() {
+    let bao = openbao();
+    let ns = unique("ns");
+    bao.ok(Method::POST, &format!("sys/namespaces/{ns}"), None)
+        .await;
+    let nsh = format!("{ns}/");
+    let (status, _) = bao
+        .api_in(
+            &nsh,
+            bao.root_token(),
+            Method::POST,
+            "sys/mounts/kv",
+            Some(json!({ "type": "kv", "options": { "version": "2" } })),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = bao
+        .api_in(
+            &nsh,
+            bao.root_token(),
+            Method::POST,
+            "kv/data/azerion",
+            Some(json!({ "data": { "api_key": "sk-openbao-ns-0001" } })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let source = |namespace: &str| {
+        VaultKeySource::builder()
+            .address(bao.url())
+            .token(bao.root_token())
+            .namespace(namespace)
+            .mount("kv")
+            .path("azerion")
+            .field("api_key")
+            .build()
+            .unwrap()
+    };
+    let key = source(&format!("{ns}/")).load().await.unwrap();
+    assert_eq!(key.expose_secret(), "sk-openbao-ns-0001");
+    let err = source("").load().await.unwrap_err();
+    assert_eq!(err.kind(), KeyErrorKind::Missing, "{err}");
+    assert!(!err.to_string().contains("namespace"), "{err}");
+    no_secret(&err, &[bao.root_token()]);
+}
+
+/// A new secret version and the old key revoked by the API: the layer heals through one 401
+/// with exactly one more read of the store.
+#[tokio::test]
+#[ignore = "needs OpenBao: BAO_BIN=$(.ci/install-openbao)"]
+async fn a_new_version_heals_through_one_401() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use std::sync::{Arc, Mutex};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    const OLD: &str = "sk-openbao-rotate-old-0001";
+    const NEW: &str = "sk-openbao-rotate-new-0002";
+    let bao = openbao();
+    let mount = unique("kv2-rotate");
+    bao.mount_kv(&mount, 2).await;
+    let write = |key: &'static str| {
+        let path = format!("{mount}/data/azerion");
+        async move {
+            bao.ok(
+                Method::POST,
+                &path,
+                Some(json!({ "data": { "api_key": key } })),
+            )
+            .await;
+        }
+    };
+    write(OLD).await;
+    let accepted = Arc::new(Mutex::new(OLD));
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let (a, st) = (accepted.clone(), statuses.clone());
+    let api = support::serve(move |req| {
+        let (a, st) = (a.clone(), st.clone());
+        async move {
+            let ok = support::bearer(&req).as_deref() == Some(*a.lock().unwrap());
+            let status = if ok { 200 } else { 401 };
+            st.lock().unwrap().push(status);
+            support::respond(status, "{}")
+        }
+    })
+    .await;
+    let source = VaultKeySource::builder()
+        .address(bao.url())
+        .token(bao.root_token())
+        .mount(&mount)
+        .path("azerion")
+        .field("api_key")
+        .build()
+        .unwrap();
+    let reads = Arc::new(AtomicUsize::new(0));
+    let layer = tower_bearer::BearerAuthLayer::new(Counted(source, reads.clone()));
+    let client = ServiceBuilder::new()
+        .layer(layer)
+        .service(support::client::<Full<Bytes>>());
+    let request = || {
+        http::Request::get(format!("http://{api}/v1/models"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(
+        client.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    write(NEW).await;
+    *accepted.lock().unwrap() = NEW;
+    assert_eq!(
+        client.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(*statuses.lock().unwrap(), [200, 401, 200]);
+    assert_eq!(reads.load(Ordering::SeqCst), 2, "one read per key");
+}
+
+/// A source that counts its loads (each is one read of the store).
+struct Counted(VaultKeySource, std::sync::Arc<AtomicUsize>);
+
+impl KeySource for Counted {
+    fn load(&self) -> tower_bearer::KeyFuture<'_> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.load()
+    }
 }
 
 /// Real failures give clear errors and never a secret: a wrong secret_id, a missing path, a

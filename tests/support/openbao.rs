@@ -141,10 +141,26 @@ impl OpenBao {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let request = Request::builder()
+        self.api_in("", token, method, path, body).await
+    }
+
+    /// Calls the HTTP API with `token` in `namespace` (none when empty).
+    pub async fn api_in(
+        &self,
+        namespace: &str,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = Request::builder()
             .method(method)
             .uri(format!("{}/v1/{path}", self.url()))
-            .header("x-vault-token", token)
+            .header("x-vault-token", token);
+        if !namespace.is_empty() {
+            request = request.header("x-vault-namespace", namespace);
+        }
+        let request = request
             .body(Full::new(Bytes::from(
                 body.map(|b| b.to_string()).unwrap_or_default(),
             )))

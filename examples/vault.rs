@@ -24,10 +24,12 @@ const DEMO_KEY: &str = "sk-example-0000000000000000";
 
 #[tokio::main]
 async fn main() -> Result<(), tower::BoxError> {
-    let (source, base_url) = if std::env::var_os("VAULT_ADDR").is_some() {
+    // The hosts the key may go to: the real API only in live mode; loopback only for the
+    // stand-in.
+    let (source, base_url, hosts) = if std::env::var_os("VAULT_ADDR").is_some() {
         // What `vault kv get -field=api_key secret/azerion` would read.
         let source = VaultKeySource::from_env("secret", "azerion", "api_key")?;
-        (source, azerion::BASE_URL.to_owned())
+        (source, azerion::BASE_URL.to_owned(), vec!["api.azerion.ai"])
     } else {
         let vault = stand_in_vault().await;
         let api = support::stand_in::StandInApi::start(&[DEMO_KEY]).await;
@@ -42,7 +44,7 @@ async fn main() -> Result<(), tower::BoxError> {
             .path("azerion")
             .field("api_key")
             .build()?;
-        (source, api.base_url())
+        (source, api.base_url(), vec!["127.0.0.1"])
     };
     println!("key from {}", source.origin());
 
@@ -60,7 +62,7 @@ async fn main() -> Result<(), tower::BoxError> {
         .enable_http1()
         .build();
     let client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(source).restrict_to_hosts(["api.azerion.ai", "127.0.0.1"]))
+        .layer(BearerAuthLayer::new(source).restrict_to_hosts(hosts))
         .service(Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(https));
 
     let request = http::Request::get(format!("{base_url}/models")).body(Empty::new())?;

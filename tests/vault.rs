@@ -187,7 +187,7 @@ async fn namespace_header_is_sent_and_required() {
 }
 
 #[tokio::test]
-async fn follows_a_standby_redirect() {
+async fn follows_a_standby_redirect_to_a_named_node() {
     let f = VaultFixture::start().await;
     let standby = standby(f.addr).await;
     let s = VaultKeySource::builder()
@@ -196,6 +196,7 @@ async fn follows_a_standby_redirect() {
         .mount("secret")
         .path("my-secret")
         .field("foo")
+        .allow_redirects_to([f.url()])
         .build()
         .unwrap();
     assert_eq!(load(&s).await.unwrap().expose_secret(), "bar");
@@ -514,9 +515,76 @@ async fn error_redirect_to_clear_text_is_not_followed() {
         &[
             "not following the redirect",
             "vault.example.com",
-            "clear text",
+            "another origin",
         ],
     );
+}
+
+/// Issue 11 item 5: a redirect to another origin (here another port of loopback) carried the
+/// token there; now only the same origin is followed unless the node is named.
+#[tokio::test]
+async fn redirect_to_another_origin_is_not_followed_by_default() {
+    let f = VaultFixture::start().await;
+    let standby = standby(f.addr).await;
+    let s = VaultKeySource::builder()
+        .address(format!("http://{standby}"))
+        .token(ROOT_TOKEN)
+        .mount("secret")
+        .path("my-secret")
+        .field("foo")
+        .build()
+        .unwrap();
+    let err = load(&s).await.unwrap_err();
+    check(
+        &err,
+        KeyErrorKind::Config,
+        &["not following the redirect", &f.url(), "another origin"],
+    );
+    assert!(f.seen().is_empty(), "the other origin got nothing");
+}
+
+/// Issue 11 item 5: an https Vault redirecting to http://127.0.0.1 was followed (loopback
+/// passes the clear-text rule); https → http is never followed, even to a named node.
+#[tokio::test]
+async fn https_never_redirects_to_http() {
+    let plain = VaultFixture::start().await;
+    let f = VaultFixture::start_tls().await;
+    f.set_mode(Mode::Redirect(format!(
+        "{}/v1/secret/data/my-secret",
+        plain.url()
+    )));
+    let s = source(&f, "my-secret", "foo")
+        .ca_cert(test_ca_path())
+        .allow_redirects_to([plain.url()])
+        .build()
+        .unwrap();
+    let err = load(&s).await.unwrap_err();
+    check(
+        &err,
+        KeyErrorKind::Config,
+        &["not following the redirect", "leaves https for clear text"],
+    );
+    assert!(plain.seen().is_empty(), "no token went out in clear text");
+}
+
+#[test]
+fn allow_redirects_to_takes_origins_only() {
+    let b = || {
+        VaultKeySource::builder()
+            .address("https://vault.example.com:8200")
+            .token(ROOT_TOKEN)
+            .mount("secret")
+            .path("azerion")
+            .field("api_key")
+    };
+    assert!(b()
+        .allow_redirects_to(["https://vault-2.example.com:8200/"])
+        .build()
+        .is_ok());
+    for bad in ["vault-2.example.com", "https://v/v1/x", "ftp://v"] {
+        let err = b().allow_redirects_to([bad]).build().unwrap_err();
+        check(&err, KeyErrorKind::Config, &["allow_redirects_to", bad]);
+    }
 }
 
 // ---------------------------------------------------------------- auth methods
@@ -605,21 +673,47 @@ async fn approle_refused_login() {
     assert!(!err.to_string().contains("wrong-secret-id"));
 }
 
+/// Issue 19 Low 8: a margin wider than the lease renewed at every load and hinted 5 s; it
+/// is now capped at half the lease.
 #[tokio::test]
-async fn approle_renews_the_token_before_its_lease_runs_out() {
+async fn a_wide_renew_margin_is_capped_at_half_the_lease() {
     let f = VaultFixture::start().await;
     let file = secret_id_file();
-    // Renew whenever less than a day is left: the documented 1200 s lease always is.
     let s = approle(&f, &file)
         .renew_token_within(Duration::from_secs(86_400))
+        .refresh_after(Duration::from_secs(3600))
         .build()
         .unwrap();
     let first = load(&s).await.unwrap();
-    assert_eq!(
-        first.refresh_hint(),
-        Some(Duration::from_secs(5)),
-        "the key is refreshed by the time the token needs renewing (5 s at the least)"
+    let hint = first.refresh_hint().unwrap();
+    assert!(
+        hint > Duration::from_secs(590) && hint <= Duration::from_secs(600),
+        "read again by the renewal point, half of the 1200 s lease: {hint:?}"
     );
+    load(&s).await.unwrap();
+    assert_eq!(f.count("/v1/auth/approle/login"), 1);
+    assert_eq!(f.count("/v1/auth/token/renew-self"), 0, "not at every load");
+}
+
+/// Waits until `d` has passed since `since`: a lease has to age on the real clock (the
+/// fixture runs on real sockets, which paused time cannot drive).
+async fn until(since: tokio::time::Instant, d: Duration) {
+    tokio::time::sleep_until(since + d).await;
+}
+
+#[tokio::test]
+async fn approle_renews_the_token_before_its_lease_runs_out() {
+    let f = VaultFixture::start().await;
+    f.set_login_lease(2);
+    let file = secret_id_file();
+    let s = approle(&f, &file)
+        .renew_token_within(Duration::from_secs(60)) // capped at half: 1 s
+        .build()
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    load(&s).await.unwrap();
+    assert_eq!(f.count("/v1/auth/token/renew-self"), 0);
+    until(t0, Duration::from_millis(1050)).await;
     load(&s).await.unwrap();
     assert_eq!(f.count("/v1/auth/approle/login"), 1);
     assert_eq!(f.count("/v1/auth/token/renew-self"), 1);
@@ -630,11 +724,30 @@ async fn approle_renews_the_token_before_its_lease_runs_out() {
         .unwrap();
     assert_eq!(renew.token.as_deref(), Some(approle_token().as_str()));
     let body: Value = serde_json::from_slice(&renew.body).unwrap();
-    assert_eq!(body, serde_json::json!({"increment": "1200s"}));
-    // The renewed token (not the sample's "ABCD") reads on.
+    assert_eq!(body, serde_json::json!({"increment": "2s"}));
     let last = f.seen().pop().unwrap();
     assert_eq!(last.path, "/v1/secret/data/my-secret");
     assert_eq!(last.token.as_deref(), Some(approle_token().as_str()));
+}
+
+/// Nit of issue 19: a renewal answered with a zero lease made the token look immortal (never
+/// renewed nor replaced again); it now logs in again.
+#[tokio::test]
+async fn a_renewal_with_no_lease_logs_in_again() {
+    let f = VaultFixture::start().await;
+    f.set_login_lease(2);
+    f.set_renew_answer(&RENEW_SELF.replace("3600", "0"));
+    let file = secret_id_file();
+    let s = approle(&f, &file)
+        .renew_token_within(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    load(&s).await.unwrap();
+    until(t0, Duration::from_millis(1050)).await;
+    load(&s).await.unwrap();
+    assert_eq!(f.count("/v1/auth/token/renew-self"), 1);
+    assert_eq!(f.count("/v1/auth/approle/login"), 2, "logged in again");
 }
 
 #[tokio::test]
@@ -652,23 +765,312 @@ async fn logs_in_again_when_vault_refuses_the_token() {
         [
             "/v1/auth/approle/login",
             "/v1/secret/data/my-secret",
-            "/v1/secret/data/my-secret", // 403
+            "/v1/secret/data/my-secret",  // 403
+            "/v1/auth/token/lookup-self", // 403 too: the token is gone
             "/v1/auth/approle/login",
             "/v1/secret/data/my-secret",
         ]
     );
 }
 
+// ---------------------------------------------------------------- login discipline (issue 19)
+
+/// Issue 19 High 1: a read denied by policy logged in again at every load (one login, one
+/// token, one secret_id use each). Now `lookup-self` shows the token is fine: no login.
 #[tokio::test]
-async fn renewal_refused_logs_in_again() {
+async fn a_policy_denied_read_does_not_log_in_again() {
+    let f = VaultFixture::start().await;
+    let file = secret_id_file();
+    let s = approle(&f, &file).build().unwrap();
+    load(&s).await.unwrap();
+    f.set_mode(Mode::Fail(403, DENIED.into()));
+    for _ in 0..5 {
+        let err = load(&s).await.unwrap_err();
+        check(
+            &err,
+            KeyErrorKind::Denied,
+            &["permission denied", "HTTP 403", "the token itself is valid"],
+        );
+    }
+    assert_eq!(
+        f.count("/v1/auth/approle/login"),
+        1,
+        "5 denied loads: no login"
+    );
+    assert_eq!(f.count("/v1/auth/token/lookup-self"), 5);
+    f.set_mode(Mode::Normal);
+    assert_eq!(load(&s).await.unwrap().expose_secret(), "bar");
+    assert_eq!(
+        f.count("/v1/auth/approle/login"),
+        1,
+        "the same token reads on"
+    );
+}
+
+/// Issue 19 High 1: logins forced by a refused token are rate-limited: a second refusal
+/// within the interval does not log in again.
+#[tokio::test]
+async fn forced_logins_are_rate_limited() {
+    let f = VaultFixture::start().await;
+    let file = secret_id_file();
+    let s = approle(&f, &file).build().unwrap();
+    load(&s).await.unwrap();
+    f.revoke(&approle_token());
+    load(&s).await.unwrap(); // the first forced login is free
+    assert_eq!(f.count("/v1/auth/approle/login"), 2);
+    f.revoke(&approle_token());
+    for _ in 0..3 {
+        let err = load(&s).await.unwrap_err();
+        check(
+            &err,
+            KeyErrorKind::Denied,
+            &["permission denied", "lookup-self", "the next login waits"],
+        );
+    }
+    assert_eq!(f.count("/v1/auth/approle/login"), 2, "no login storm");
+}
+
+/// Issue 19 High 2: a refused secret_id was sent again at every load until Vault locked the
+/// role out. Now it is not sent again until the file changes.
+#[tokio::test]
+async fn a_refused_secret_id_is_not_sent_again_until_it_changes() {
+    let f = VaultFixture::start().await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "00000000-stale-secret-id").unwrap();
+    let s = approle(&f, &file).build().unwrap();
+    let path = file.path().display().to_string();
+    let err = load(&s).await.unwrap_err();
+    check(
+        &err,
+        KeyErrorKind::Denied,
+        &[
+            "invalid role or secret ID",
+            "not sent again until the file",
+            &path,
+        ],
+    );
+    for _ in 0..3 {
+        let err = load(&s).await.unwrap_err();
+        check(
+            &err,
+            KeyErrorKind::Denied,
+            &[
+                "not logging in",
+                "refused the same secret_id",
+                &path,
+                "invalid role or secret ID",
+            ],
+        );
+        assert!(!err.to_string().contains("stale-secret-id"));
+    }
+    assert_eq!(f.count("/v1/auth/approle/login"), 1, "sent once");
+    // A new secret_id in the file is tried at once.
+    std::fs::write(file.path(), secret_id()).unwrap();
+    assert_eq!(load(&s).await.unwrap().expose_secret(), "bar");
+    assert_eq!(f.count("/v1/auth/approle/login"), 2);
+}
+
+/// Issue 19 High 2, from a variable: a refused secret_id is tried again once the variable
+/// holds another one.
+#[tokio::test]
+async fn a_refused_secret_id_from_a_variable_waits_for_a_new_value() {
+    let _env = ENV.lock().await;
+    const VAR: &str = "TOWER_BEARER_TEST_STALE_SECRET_ID";
+    let f = VaultFixture::start().await;
+    let _set = EnvGuard::new(&[(VAR, Some("00000000-stale-env-secret-id"))]);
+    let s = VaultKeySource::builder()
+        .address(f.url())
+        .approle_secret_id_env(role_id(), VAR)
+        .mount("secret")
+        .path("my-secret")
+        .field("foo")
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let err = load(&s).await.unwrap_err();
+        check(
+            &err,
+            KeyErrorKind::Denied,
+            &[&format!("environment variable {VAR}")],
+        );
+        assert!(!err.to_string().contains("stale-env-secret-id"));
+    }
+    assert_eq!(f.count("/v1/auth/approle/login"), 1);
+    let _fixed = EnvGuard::new(&[(VAR, Some(&secret_id()))]);
+    assert_eq!(load(&s).await.unwrap().expose_secret(), "bar");
+    assert_eq!(f.count("/v1/auth/approle/login"), 2);
+}
+
+/// Issue 19 Low 13: read 403 → lookup-self → login → read were each allowed the whole
+/// timeout; they now share one deadline.
+#[tokio::test]
+async fn one_deadline_bounds_the_whole_load() {
     let f = VaultFixture::start().await;
     let file = secret_id_file();
     let s = approle(&f, &file)
-        .renew_token_within(Duration::from_secs(86_400))
+        .timeout(Duration::from_millis(500))
         .build()
         .unwrap();
     load(&s).await.unwrap();
     f.revoke(&approle_token());
+    f.set_delay(Duration::from_millis(200)); // each request fits the timeout; four do not
+    let started = std::time::Instant::now();
+    let err = load(&s).await.unwrap_err();
+    check(&err, KeyErrorKind::Timeout, &["no answer within 500ms"]);
+    // Ends at the deadline (500 ms), not after four requests (800 ms); slack for a busy CI.
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Issue 19 Low 13: a load cut short after its login keeps the token for the next load.
+#[tokio::test]
+async fn a_load_cancelled_after_its_login_keeps_the_token() {
+    let f = VaultFixture::start().await;
+    f.set_mode(Mode::Hang);
+    let file = secret_id_file();
+    let s = approle(&f, &file).build().unwrap();
+    let cut = tokio::time::timeout(Duration::from_millis(300), load(&s)).await;
+    assert!(cut.is_err(), "cancelled while the read hangs");
+    assert_eq!(f.count("/v1/auth/approle/login"), 1);
+    f.set_mode(Mode::Normal);
+    load(&s).await.unwrap();
+    assert_eq!(f.count("/v1/auth/approle/login"), 1, "the token was kept");
+}
+
+// ---------------------------------------------------------------- hints from the network
+
+/// Issue 19 Medium 3: a KV v1 read carries the mount's default lease (32 days) when the
+/// secret sets no `ttl`; that is no refresh hint.
+#[tokio::test]
+async fn kv1_without_ttl_refreshes_within_the_default() {
+    let f = VaultFixture::start().await;
+    f.put_kv1_body(
+        "plain",
+        r#"{"data":{"foo":"bar"},"lease_duration":2764800,"lease_id":"","renewable":false}"#,
+    );
+    let s = source(&f, "plain", "foo")
+        .mount("kv")
+        .kv_version(1)
+        .build()
+        .unwrap();
+    let key = load(&s).await.unwrap();
+    assert_eq!(key.refresh_hint(), Some(Duration::from_secs(300)));
+}
+
+/// Issue 11 item 3 / the brief's item 5: `lease_duration: u64::MAX` is valid JSON; the hint is
+/// clamped (to a year), and a request through the layer neither panics nor fails.
+#[tokio::test]
+async fn a_huge_kv1_lease_is_clamped() {
+    let f = VaultFixture::start().await;
+    f.put_kv1_body(
+        "huge",
+        r#"{"data":{"foo":"sk-huge-lease-0001","ttl":"1h"},"lease_duration":18446744073709551615}"#,
+    );
+    let s = source(&f, "huge", "foo")
+        .mount("kv")
+        .kv_version(1)
+        .build()
+        .unwrap();
+    let hint = load(&s).await.unwrap().refresh_hint().unwrap();
+    assert!(hint <= Duration::from_secs(366 * 86_400), "{hint:?}");
+
+    let api = api("sk-huge-lease-0001").await;
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(s))
+        .service(support::client::<Full<Bytes>>());
+    let request = Request::get(format!("http://{}/v1/models", api.addr))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// A login lease of `u64::MAX` seconds: no overflow, the key's hint stays the default.
+#[tokio::test]
+async fn a_huge_login_lease_is_clamped() {
+    let f = VaultFixture::start().await;
+    f.set_login_lease(u64::MAX);
+    let file = secret_id_file();
+    let s = approle(&f, &file)
+        .renew_token_within(Duration::MAX)
+        .build()
+        .unwrap();
+    let key = load(&s).await.unwrap();
+    assert!(key.refresh_hint().unwrap() <= Duration::from_secs(300));
+    load(&s).await.unwrap();
+    assert_eq!(f.count("/v1/auth/approle/login"), 1);
+}
+
+/// Nit of issue 19: `.namespace("")` left ", namespace " in the origin; empty is none.
+#[tokio::test]
+async fn an_empty_namespace_is_none() {
+    let f = VaultFixture::start().await;
+    let s = source(&f, "my-secret", "foo")
+        .namespace(" ")
+        .build()
+        .unwrap();
+    assert_eq!(s.origin(), origin(&f, "my-secret", "foo"));
+    load(&s).await.unwrap();
+    assert_eq!(f.seen()[0].namespace, None);
+}
+
+/// Issue 19 High 1: a replaced token was abandoned, alive. It is now revoked (`revoke-self`,
+/// in the background, best effort) once the new login succeeds.
+#[tokio::test]
+async fn a_replaced_token_is_revoked() {
+    let f = VaultFixture::start().await;
+    f.set_unique_tokens();
+    f.set_login_lease(2);
+    f.set_renew_answer(&RENEW_SELF.replace("3600", "0")); // forces a new login
+    let file = secret_id_file();
+    let s = approle(&f, &file)
+        .renew_token_within(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    load(&s).await.unwrap();
+    let first = format!("{}-1", approle_token());
+    until(t0, Duration::from_millis(1050)).await;
+    load(&s).await.unwrap();
+    assert_eq!(f.count("/v1/auth/approle/login"), 2);
+    // The revocation runs in the background: poll for it, bounded.
+    for _ in 0..200 {
+        if !f.accepts(&first) {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await; // poll interval, bounded above
+    }
+    assert!(!f.accepts(&first), "the replaced token is revoked");
+    let revoke = f
+        .seen()
+        .into_iter()
+        .find(|r| r.path == "/v1/auth/token/revoke-self")
+        .expect("revoke-self was called");
+    assert_eq!(revoke.token.as_deref(), Some(first.as_str()));
+    assert!(
+        f.accepts(&format!("{}-2", approle_token())),
+        "the new one lives"
+    );
+    load(&s).await.unwrap();
+}
+
+#[tokio::test]
+async fn renewal_refused_logs_in_again() {
+    let f = VaultFixture::start().await;
+    f.set_login_lease(2);
+    let file = secret_id_file();
+    let s = approle(&f, &file)
+        .renew_token_within(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    load(&s).await.unwrap();
+    f.revoke(&approle_token());
+    until(t0, Duration::from_millis(1050)).await;
     load(&s).await.unwrap();
     assert_eq!(f.count("/v1/auth/token/renew-self"), 1);
     assert_eq!(f.count("/v1/auth/approle/login"), 2);
@@ -936,6 +1338,38 @@ async fn from_env_follows_the_vault_cli() {
         let err = VaultKeySource::from_env("secret", "azerion", "api_key").unwrap_err();
         check(&err, KeyErrorKind::Config, &["/nonexistent/vault-ca.pem"]);
     }
+}
+
+/// Issue 19 Low 12: the CLI's TLS variables this source cannot honour were ignored silently
+/// (`VAULT_SKIP_VERIFY=true` still verified, `VAULT_CLIENT_CERT` was not presented…).
+#[tokio::test]
+async fn from_env_refuses_the_tls_variables_it_does_not_support() {
+    let _lock = ENV.lock().await;
+    let base = [
+        ("VAULT_ADDR", Some("https://vault.example.com:8200")),
+        ("VAULT_TOKEN", Some(ROOT_TOKEN)),
+        ("VAULT_CACERT", None),
+        ("VAULT_CAPATH", None),
+        ("VAULT_SKIP_VERIFY", None),
+        ("VAULT_TLS_SERVER_NAME", None),
+        ("VAULT_CLIENT_CERT", None),
+        ("VAULT_CLIENT_KEY", None),
+    ];
+    let _env = EnvGuard::new(&base);
+    assert!(VaultKeySource::from_env("secret", "azerion", "api_key").is_ok());
+    for (name, value) in [
+        ("VAULT_CAPATH", "/etc/vault/cas"),
+        ("VAULT_SKIP_VERIFY", "true"),
+        ("VAULT_TLS_SERVER_NAME", "vault.internal"),
+        ("VAULT_CLIENT_CERT", "/etc/vault/client.pem"),
+        ("VAULT_CLIENT_KEY", "/etc/vault/client.key"),
+    ] {
+        let _one = EnvGuard::new(&[(name, Some(value))]);
+        let err = VaultKeySource::from_env("secret", "azerion", "api_key").unwrap_err();
+        check(&err, KeyErrorKind::Config, &[name, "does not support"]);
+    }
+    let _off = EnvGuard::new(&[("VAULT_SKIP_VERIFY", Some("false"))]);
+    assert!(VaultKeySource::from_env("secret", "azerion", "api_key").is_ok());
 }
 
 // ---------------------------------------------------------------- rotation end to end

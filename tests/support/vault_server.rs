@@ -41,6 +41,7 @@ pub const KUBERNETES_LOGIN_REQUEST: &str = fixture!("kubernetes_login_request.js
 pub const KUBERNETES_LOGIN: &str = fixture!("kubernetes_login.json");
 pub const RENEW_SELF_REQUEST: &str = fixture!("token_renew_self_request.json");
 pub const RENEW_SELF: &str = fixture!("token_renew_self.json");
+pub const LOOKUP_SELF: &str = fixture!("token_lookup_self.json");
 pub const DENIED: &str = fixture!("derived_403_permission_denied.json");
 pub const DENIED_MULTIERROR: &str = fixture!("derived_403_permission_denied_multierror.json");
 pub const EMPTY_404: &str = fixture!("error_empty_404.json");
@@ -106,6 +107,15 @@ struct State {
     kv1: HashMap<String, String>,
     mode: Mode,
     seen: Vec<Seen>,
+    /// The AppRole login answer's `auth.lease_duration`, when not the sample's 1200.
+    login_lease: Option<u64>,
+    /// The `renew-self` answer, when not the sample.
+    renew_answer: Option<String>,
+    /// Time each answer takes (a slow Vault).
+    delay: std::time::Duration,
+    /// Each login hands out a token of its own (`{sample token}-{n}`).
+    unique_tokens: bool,
+    logins: usize,
 }
 
 /// A running fixture Vault. Clones share it.
@@ -146,6 +156,11 @@ impl VaultFixture {
             kv1,
             mode: Mode::Normal,
             seen: Vec::new(),
+            login_lease: None,
+            renew_answer: None,
+            delay: std::time::Duration::ZERO,
+            unique_tokens: false,
+            logins: 0,
         }));
         let handler_state = state.clone();
         let handler = move |req| handle(handler_state.clone(), req);
@@ -181,6 +196,37 @@ impl VaultFixture {
     pub fn put_kv2_value(&self, path: &str, field: &str, value: Value) {
         let body = kv2_body(field, &value);
         self.with(|s| s.kv2.insert(path.to_owned(), (200, body)));
+    }
+
+    /// Stores a KV v1 body at `kv/{path}` as it is.
+    pub fn put_kv1_body(&self, path: &str, body: &str) {
+        self.with(|s| s.kv1.insert(path.to_owned(), body.to_owned()));
+    }
+
+    /// AppRole logins grant `secs` of lease instead of the sample's 1200.
+    pub fn set_login_lease(&self, secs: u64) {
+        self.with(|s| s.login_lease = Some(secs));
+    }
+
+    /// `renew-self` answers `body` instead of the sample.
+    pub fn set_renew_answer(&self, body: &str) {
+        self.with(|s| s.renew_answer = Some(body.to_owned()));
+    }
+
+    /// Each login hands out a new token, `{sample token}-{n}` for the n-th login (from 1),
+    /// as a real Vault does, instead of the sample's.
+    pub fn set_unique_tokens(&self) {
+        self.with(|s| s.unique_tokens = true);
+    }
+
+    /// Whether `token` is accepted now.
+    pub fn accepts(&self, token: &str) -> bool {
+        self.with(|s| s.tokens.contains(token))
+    }
+
+    /// Every answer takes `delay` (a slow Vault).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.with(|s| s.delay = delay);
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -220,7 +266,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let (mode, wanted_ns, token_ok) = {
+    let (mode, wanted_ns, token_ok, delay) = {
         let mut s = state.lock().unwrap();
         s.seen.push(Seen {
             method: method.clone(),
@@ -231,8 +277,11 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
             body: body.clone(),
         });
         let ok = token.as_ref().is_some_and(|t| s.tokens.contains(t));
-        (s.mode.clone(), s.namespace.clone(), ok)
+        (s.mode.clone(), s.namespace.clone(), ok, s.delay)
     };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await; // a slow Vault, not a synchronisation
+    }
     if let Mode::Redirect(location) = &mode {
         let mut r = respond(307, "");
         r.headers_mut()
@@ -245,6 +294,25 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
         return respond(403, DENIED);
     }
     match (method, path.as_str()) {
+        // Token self-service: answered whatever the mode (the KV reads fail, not these).
+        (Method::GET, "/v1/auth/token/lookup-self") => {
+            if token_ok {
+                respond(200, LOOKUP_SELF)
+            } else {
+                respond(403, DENIED)
+            }
+        }
+        (Method::POST, "/v1/auth/token/revoke-self") => {
+            if !token_ok {
+                return respond(403, DENIED);
+            }
+            state
+                .lock()
+                .unwrap()
+                .tokens
+                .remove(token.as_deref().unwrap());
+            respond(204, "")
+        }
         (Method::POST, "/v1/auth/approle/login") => login(
             &state,
             &body,
@@ -266,7 +334,8 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
             if !same_shape(&body, RENEW_SELF_REQUEST) {
                 return respond(400, GENERIC_ERROR);
             }
-            respond(200, RENEW_SELF)
+            let answer = state.lock().unwrap().renew_answer.clone();
+            respond(200, answer.unwrap_or_else(|| RENEW_SELF.to_owned()))
         }
         (Method::GET, p) => {
             if !token_ok {
@@ -310,8 +379,23 @@ fn login(
     if got != want {
         return respond(if refusal == DENIED { 403 } else { 400 }, refusal);
     }
-    state.lock().unwrap().tokens.insert(client_token(answer));
-    respond(200, answer)
+    let mut s = state.lock().unwrap();
+    s.logins += 1;
+    let mut v: Value = serde_json::from_str(answer).unwrap();
+    let mut token = client_token(answer);
+    if s.unique_tokens {
+        token = format!("{token}-{}", s.logins);
+        v["auth"]["client_token"] = Value::from(token.clone());
+    }
+    s.tokens.insert(token);
+    match s.login_lease {
+        Some(secs) if answer == APPROLE_LOGIN => {
+            v["auth"]["lease_duration"] = Value::from(secs);
+            respond(200, v.to_string())
+        }
+        _ if !s.unique_tokens => respond(200, answer),
+        _ => respond(200, v.to_string()),
+    }
 }
 
 /// Whether `body` is a JSON object with the same keys as `sample`, every value a string.

@@ -69,3 +69,49 @@ fn token_helper_file() -> Result<String, KeyError> {
     }
     Ok(token.to_owned())
 }
+
+/// The Vault CLI's TLS variables this source does not support. Ignoring them would trust, or
+/// present, something else than the user asked for, so `cli_env` refuses them.
+const UNSUPPORTED_TLS_VARS: [(&str, &str); 5] = [
+    (
+        "VAULT_CAPATH",
+        "put the CA certificates in one PEM file and set VAULT_CACERT",
+    ),
+    (
+        "VAULT_SKIP_VERIFY",
+        "certificate checks cannot be turned off; set VAULT_CACERT to the Vault's CA",
+    ),
+    (
+        "VAULT_TLS_SERVER_NAME",
+        "use the name the certificate holds in VAULT_ADDR",
+    ),
+    (
+        "VAULT_CLIENT_CERT",
+        "TLS client certificates are not supported; use a token or a login method",
+    ),
+    (
+        "VAULT_CLIENT_KEY",
+        "TLS client certificates are not supported; use a token or a login method",
+    ),
+];
+
+/// Fails with `Config` naming the first unsupported TLS variable that is set
+/// (`VAULT_SKIP_VERIFY` only when it asks to skip: `false`/`0` are fine).
+pub(crate) fn refuse_unsupported_tls_vars() -> Result<(), KeyError> {
+    for (name, advice) in UNSUPPORTED_TLS_VARS {
+        let Some(value) = env_var(name)? else {
+            continue;
+        };
+        if name == "VAULT_SKIP_VERIFY"
+            && matches!(value.to_ascii_lowercase().as_str(), "false" | "0" | "f")
+        {
+            continue;
+        }
+        return Err(KeyError::new(
+            KeyErrorKind::Config,
+            format!("{name} is set, and this source does not support it: {advice}"),
+        )
+        .with_origin(ORIGIN));
+    }
+    Ok(())
+}

@@ -18,6 +18,10 @@ pub(crate) enum Step<'a> {
     Login(&'static str, &'a str),
     /// `POST auth/token/renew-self`.
     Renew,
+    /// `GET auth/token/lookup-self`.
+    Lookup,
+    /// `POST auth/token/revoke-self`.
+    Revoke,
 }
 
 impl std::fmt::Display for Step<'_> {
@@ -26,6 +30,8 @@ impl std::fmt::Display for Step<'_> {
             Step::Read(path) => write!(f, "reading {path}"),
             Step::Login(method, path) => write!(f, "{method} login at {path}"),
             Step::Renew => f.write_str("renewing the token at auth/token/renew-self"),
+            Step::Lookup => f.write_str("checking the token at auth/token/lookup-self"),
+            Step::Revoke => f.write_str("revoking the token at auth/token/revoke-self"),
         }
     }
 }
@@ -50,7 +56,7 @@ pub(crate) fn status_error(step: Step<'_>, reply: &Reply) -> KeyError {
             let hint = match step {
                 Step::Read(_) => "no secret at this path, or the mount is of the other KV version",
                 Step::Login(..) => "is the auth method enabled at this path?",
-                Step::Renew => "the token is gone",
+                Step::Renew | Step::Lookup | Step::Revoke => "the token is gone",
             };
             (KeyErrorKind::Missing, "not found", Some(hint.to_owned()))
         }
@@ -131,15 +137,13 @@ fn status_code(status: StatusCode) -> String {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
 
     fn reply(status: u16, body: &'static str) -> Reply {
         Reply {
             status: StatusCode::from_u16(status).unwrap(),
             retry_after: None,
-            body: Bytes::from_static(body.as_bytes()),
+            body: zeroize::Zeroizing::new(body.as_bytes().to_vec()),
         }
     }
 

@@ -22,8 +22,9 @@
 //! rustls, redirects, body cap), `auth` (token, AppRole, Kubernetes, renew-self), `response`
 //! (pure JSON parsing), `error` (answers to [`KeyError`]s).
 //!
-//! Tested against the responses Vault's API docs print, served byte for byte by a fixture
-//! server on loopback (`tests/support/vault_server.rs`), not against a live Vault.
+//! Tested against a real OpenBao dev server (`tests/openbao.rs`) and against the responses
+//! Vault's API docs print, served byte for byte by a fixture server on loopback
+//! (`tests/support/vault_server.rs`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use std::time::Duration;
 use http::Method;
 use http::StatusCode;
 use secrecy::ExposeSecret;
+use tokio::time::Instant;
 
 use crate::{ApiKey, KeyError, KeyErrorKind, KeyFuture, KeySource};
 
@@ -46,7 +48,7 @@ pub use builder::VaultKeySourceBuilder;
 // For `crate::__fuzz`: the pure parsers, fed any bytes by the fuzz targets and property tests.
 pub(crate) use response::{parse_auth_response, vault_messages};
 
-use auth::{Auth, Token};
+use auth::{Auth, Check, Token, MAX_LEASE};
 use error::{kv_error, status_error, transport_error, Step};
 pub(crate) use response::{parse_kv_response, KvError};
 use transport::Endpoint;
@@ -87,18 +89,37 @@ const MIN_REFRESH: Duration = Duration::from_secs(5);
 ///   set, and the Vault token in `X-Vault-Token`, marked sensitive.
 /// - A token had by logging in (AppRole, Kubernetes) is renewed with
 ///   `POST /v1/auth/token/renew-self` once a third of its lease is left (when Vault says it
-///   is renewable), and had again by logging in when it is about to expire or Vault answers
-///   403 to it. A token given as it is is used as it is.
-/// - A `307`/`308` from a standby node is followed, up to 3 hops, each hop held to the
-///   clear-text rule below.
+///   is renewable; [`renew_token_within`](VaultKeySourceBuilder::renew_token_within) changes
+///   the margin, capped at half the lease), and had again by logging in when it is about to
+///   expire. A token given as it is is used as it is.
+/// - A 403 on the read is not taken as a dead token on its own word (Vault answers
+///   "permission denied" both to a policy that forbids the path and to a revoked token): the
+///   source asks `GET /v1/auth/token/lookup-self`. If the token is valid, the 403 is the
+///   policy's and is reported, with no login. If Vault refuses that too, the source logs in
+///   again (at most once per 30 s), keeps the old token until the new login succeeds, then
+///   revokes it (`revoke-self`, best effort, in the background).
+/// - A refused login (wrong or used-up secret_id, a JWT Vault does not accept) is remembered
+///   as a keyed digest of the credential, never the credential: the same credential is not
+///   sent again for 5 minutes, unless the file or variable it comes from changes. Each
+///   refused login counts toward Vault's lockout of the role, which would hit every
+///   instance of the service.
+/// - A `307`/`308` from a standby node is followed, up to 3 hops, only to the request's own
+///   origin (scheme, host and port) or to nodes named with
+///   [`allow_redirects_to`](VaultKeySourceBuilder::allow_redirects_to); never from `https`
+///   to `http`; each hop held to the clear-text rule below.
+/// - The whole load (every request above) shares one deadline, the
+///   [`timeout`](VaultKeySourceBuilder::timeout).
 /// - The key carries a refresh hint: [`refresh_after`](VaultKeySourceBuilder::refresh_after)
-///   if set, else a KV v1 secret's `lease_duration` when Vault gives one, else 5 minutes;
-///   and never later than the token's renewal point, so the token stays alive. A 401 from
-///   the API makes the layer load again at once whatever the hint.
+///   if set, else a KV v1 secret's `lease_duration` when the secret sets a `ttl` field (a KV
+///   v1 mount answers every read with its default lease, 32 days, otherwise), else 5
+///   minutes; at most a year; and never later than the token's renewal point, so the token
+///   stays alive. A 401 from the API makes the layer load again at once whatever the hint.
 ///
 /// # Safety of the secrets
 ///
-/// The token is held in a `SecretString` and appears in no `Debug` output, log or error. Plain
+/// The token is held in a `SecretString` and appears in no `Debug` output, log or error.
+/// Login credentials, the login request body and Vault's answers are held in buffers that
+/// are zeroed when dropped. Plain
 /// `http://` is refused unless the host is loopback or
 /// [`allow_insecure_http`](VaultKeySourceBuilder::allow_insecure_http) says so, at build
 /// time and on every redirect. Answers are read up to 1 MiB.
@@ -117,12 +138,14 @@ const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// | 503 sealed, 429 rate limited, 412, other 5xx, connection refused | `Unavailable` |
 /// | no answer within the [`timeout`](VaultKeySourceBuilder::timeout) | `Timeout` |
 /// | an answer that is not JSON or not a KV read | `Unreadable` |
-/// | a redirect to clear text or too many redirects; bad configuration at `build` | `Config` |
+/// | a redirect to another origin, to clear text, or too many; bad configuration at `build` | `Config` |
 ///
 /// # Testing
 ///
-/// This source is tested against the responses documented in Vault's API docs, served byte
-/// for byte by a fixture server on loopback, not against a live Vault.
+/// This source is tested against a real OpenBao dev server (`tests/openbao.rs`, run by CI:
+/// `BAO_BIN=$(.ci/install-openbao) cargo test --all-features --test openbao -- --ignored`),
+/// and against the responses documented in Vault's API docs, served byte for byte by a
+/// fixture server on loopback, for the shapes a dev server cannot produce.
 #[derive(Clone)]
 pub struct VaultKeySource {
     inner: Arc<Inner>,
@@ -180,24 +203,44 @@ impl VaultKeySource {
         &self.inner.origin
     }
 
-    async fn fetch(&self) -> Result<ApiKey, KeyError> {
+    async fn fetch(&self, deadline: Instant) -> Result<ApiKey, KeyError> {
         let inner = &*self.inner;
-        let token = inner.auth.token(&inner.endpoint).await?;
-        match self.read(&token).await {
-            Err(e) if e.kind() == KeyErrorKind::Denied && token.can_relogin && !token.fresh => {
+        let token = inner.auth.token(&inner.endpoint, deadline).await?;
+        let denied = match self.read(&token, deadline).await {
+            Err(e) if e.kind() == KeyErrorKind::Denied && token.can_relogin && !token.fresh => e,
+            other => return other,
+        };
+        // A 403 is the policy's or the token's: Vault's body is the same for both, so ask.
+        match inner.auth.check(&inner.endpoint, &token, deadline).await {
+            Check::Valid => Err(KeyError::new(
+                KeyErrorKind::Denied,
+                format!(
+                    "{}; the token itself is valid (auth/token/lookup-self), so not logging in again",
+                    denied.cause()
+                ),
+            )),
+            Check::Unknown(why) => {
+                tracing::info!(error = %why, "Vault refused the read and the token check failed; not logging in again");
+                Err(denied)
+            }
+            Check::Refused => {
                 tracing::info!(
                     method = inner.auth.method_name(),
                     "Vault refused the token; logging in again"
                 );
-                inner.auth.forget(&token).await;
-                let token = inner.auth.token(&inner.endpoint).await?;
-                self.read(&token).await
+                let token = inner
+                    .auth
+                    .replace(&inner.endpoint, &token, deadline)
+                    .await
+                    .map_err(|e| {
+                        KeyError::new(e.kind(), format!("{}; {}", denied.cause(), e.cause()))
+                    })?;
+                self.read(&token, deadline).await
             }
-            other => other,
         }
     }
 
-    async fn read(&self, token: &Token) -> Result<ApiKey, KeyError> {
+    async fn read(&self, token: &Token, deadline: Instant) -> Result<ApiKey, KeyError> {
         let inner = &*self.inner;
         let step = Step::Read(&inner.api_path);
         let reply = inner
@@ -207,6 +250,7 @@ impl VaultKeySource {
                 inner.read_url.clone(),
                 Some(&token.secret),
                 None,
+                deadline,
             )
             .await
             .map_err(|e| transport_error(step, e))?;
@@ -223,6 +267,7 @@ impl VaultKeySource {
         }
         let secret = parse_kv_response(inner.kv_version, &reply.body, &inner.field)
             .map_err(|e| kv_error(step, reply.status, &e))?;
+        drop(reply); // zeroes the body
         let key = ApiKey::new(secret.value.expose_secret()).map_err(|e| {
             KeyError::new(
                 e.kind(),
@@ -236,7 +281,8 @@ impl VaultKeySource {
         let mut hint = inner
             .refresh_after
             .or(secret.lease)
-            .unwrap_or(DEFAULT_REFRESH);
+            .unwrap_or(DEFAULT_REFRESH)
+            .min(MAX_LEASE);
         if let Some(renew_in) = token.renew_in {
             hint = hint.min(renew_in.max(MIN_REFRESH));
         }
@@ -253,9 +299,19 @@ impl VaultKeySource {
 impl KeySource for VaultKeySource {
     fn load(&self) -> KeyFuture<'_> {
         Box::pin(async move {
-            self.fetch()
-                .await
-                .map_err(|e| e.with_origin(self.inner.origin.clone()))
+            // One deadline for the whole load: read, lookup-self, login and read again.
+            let budget = self.inner.endpoint.timeout();
+            let deadline = Instant::now()
+                .checked_add(budget)
+                .unwrap_or_else(|| Instant::now() + MAX_LEASE);
+            let result = match tokio::time::timeout_at(deadline, self.fetch(deadline)).await {
+                Ok(result) => result,
+                Err(_) => Err(KeyError::new(
+                    KeyErrorKind::Timeout,
+                    format!("no answer within {budget:?} (the whole load)"),
+                )),
+            };
+            result.map_err(|e| e.with_origin(self.inner.origin.clone()))
         })
     }
 }

@@ -22,7 +22,7 @@ const MAX_FIELD_NAMES: usize = 8;
 pub(crate) struct KvSecret {
     /// The field's value.
     pub(crate) value: SecretString,
-    /// KV v1's `lease_duration`, when Vault set one (> 0).
+    /// KV v1's `lease_duration`, when Vault set one (> 0) and the secret has a `ttl` field.
     pub(crate) lease: Option<Duration>,
     /// KV v2's `metadata.version`, when present.
     pub(crate) version: Option<u64>,
@@ -168,10 +168,13 @@ pub(crate) fn parse_kv_response(
             }
         }
     };
+    // KV v1 answers every read with a lease (the mount's default, 32 days, when the secret
+    // sets none); only a secret's own `ttl` field makes it a refresh hint.
+    let lease = lease.filter(|_| kv_version == 1 && fields.contains_key("ttl"));
     match fields.remove(field) {
         Some(Value::String(value)) => Ok(KvSecret {
             value: SecretString::from(value),
-            lease: if kv_version == 1 { lease } else { None },
+            lease,
             version,
         }),
         Some(other) => Err(KvError::NotAString {

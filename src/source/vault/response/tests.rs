@@ -35,6 +35,22 @@ fn kv1_sample_gives_its_lease() {
     assert_eq!(s.lease, Some(Duration::from_secs(3600)));
 }
 
+/// Issue 19 Medium 3: a real KV v1 read always carries the mount's default lease (32 days);
+/// without a `ttl` field in the secret it is not a refresh hint.
+#[test]
+fn kv1_lease_without_ttl_is_no_hint() {
+    let body = r#"{"data":{"foo":"bar"},"lease_duration":2764800,"lease_id":"","renewable":false}"#;
+    let s = parse_kv_response(1, body.as_bytes(), "foo").unwrap();
+    assert_eq!(s.lease, None);
+    let body = r#"{"data":{"foo":"bar","ttl":"1m"},"lease_duration":18446744073709551615}"#;
+    let s = parse_kv_response(1, body.as_bytes(), "foo").unwrap();
+    assert_eq!(
+        s.lease,
+        Some(Duration::from_secs(u64::MAX)),
+        "clamped by the source"
+    );
+}
+
 #[test]
 fn deleted_and_destroyed_versions() {
     let e = parse_kv_response(2, DELETED.as_bytes(), "foo").unwrap_err();

@@ -3,26 +3,25 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Uri};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
-use super::auth::{Auth, AuthMethod, Credential, DEFAULT_KUBERNETES_JWT_PATH};
-use super::env::{cli_token, env_var};
-use super::transport::{cleartext_refusal, Endpoint, Transport};
-use super::{Inner, VaultKeySource};
+use super::auth::Credential;
+use super::env::{cli_token, env_var, refuse_unsupported_tls_vars};
 use crate::{KeyError, KeyErrorKind};
 
-/// Default bound on each request to Vault. Below the layer's default load timeout (5 s), so
+mod build;
+
+/// Default bound on a whole load (every request it makes to Vault). Below the layer's default load timeout (5 s), so
 /// a slow Vault is reported as such rather than as a slow load.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4);
 /// Where the Vault CLI looks when `VAULT_ADDR` is unset.
 const CLI_DEFAULT_ADDR: &str = "https://127.0.0.1:8200";
 const CONFIG_ORIGIN: &str = "vault key source configuration";
 
-/// Options of a [`VaultKeySource`]; made by [`VaultKeySource::builder`].
+/// Options of a [`VaultKeySource`](crate::VaultKeySource); made by
+/// [`VaultKeySource::builder`](crate::VaultKeySource::builder).
 ///
 /// Required: an address, a way to get a token (`token`, `approle_*` or `kubernetes`), a
 /// mount, a path and a field. Every setter replaces the value set before; the auth methods
@@ -46,6 +45,7 @@ pub struct VaultKeySourceBuilder {
     refresh_after: Option<Duration>,
     renew_within: Option<Duration>,
     allow_insecure_http: bool,
+    redirect_origins: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -77,6 +77,7 @@ impl VaultKeySourceBuilder {
             refresh_after: None,
             renew_within: None,
             allow_insecure_http: false,
+            redirect_origins: Vec::new(),
         }
     }
 
@@ -161,7 +162,8 @@ impl VaultKeySourceBuilder {
         self
     }
 
-    /// The Vault Enterprise namespace (sent as `X-Vault-Namespace`), e.g. `ns1/`.
+    /// The Vault Enterprise namespace (sent as `X-Vault-Namespace`), e.g. `ns1/`. An empty
+    /// (or blank) namespace means none, as with the Vault CLI.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = Some(namespace.into());
         self
@@ -173,18 +175,22 @@ impl VaultKeySourceBuilder {
         self
     }
 
-    /// Bounds each request to Vault, redirects and reading the answer included (default 4 s).
+    /// Bounds a whole load (default 4 s): every request it makes to Vault (the read, and when
+    /// the token is refused, `lookup-self`, the login and the second read), redirects and
+    /// reading the answers included, share this one deadline.
     ///
     /// Keep it below the layer's
     /// [`load_timeout`](crate::BearerAuthLayer::load_timeout) (5 s by default) so a slow
-    /// Vault is reported as one.
+    /// Vault is reported as one. A token had by a login is kept by the source as soon as the
+    /// login answers, so a load cut short after its login does not lose (or leak) the token.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// Also trusts the CA certificates in this PEM file (read at `build`), besides the
-    /// webpki roots: for a Vault with a private CA.
+    /// Trusts the CA certificates in this PEM file (read at `build`) and nothing else: for a
+    /// Vault with a private CA. As with the Vault CLI's `VAULT_CACERT`, the public (webpki)
+    /// roots are then not trusted.
     pub fn ca_cert(mut self, pem_file: impl Into<PathBuf>) -> Self {
         self.ca_cert = Some(pem_file.into());
         self
@@ -198,9 +204,24 @@ impl VaultKeySourceBuilder {
     }
 
     /// Renews a token had by login once less than `margin` of its lease is left (default: a
-    /// third of the lease).
+    /// third of the lease). The margin is capped at half the lease, so a margin wider than
+    /// the lease does not renew (and re-read the key) at every load.
     pub fn renew_token_within(mut self, margin: Duration) -> Self {
         self.renew_within = Some(margin);
+        self
+    }
+
+    /// Lets redirects (`307`/`308`, e.g. from a standby node to the active one) go to these
+    /// origins, e.g. `["https://vault-1.example.com:8200", "https://vault-2.example.com:8200"]`,
+    /// besides the request's own. By default a redirect is followed only to the same origin
+    /// (scheme, host and port): the token and login bodies go nowhere else. A redirect from
+    /// `https://` to `http://` is never followed, named or not. Checked at `build`.
+    pub fn allow_redirects_to<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redirect_origins = origins.into_iter().map(Into::into).collect();
         self
     }
 
@@ -214,12 +235,17 @@ impl VaultKeySourceBuilder {
     /// Fills what is not set yet from the Vault CLI's environment: the address from
     /// `VAULT_ADDR` (default `https://127.0.0.1:8200`), the token from `VAULT_TOKEN` or else
     /// `~/.vault-token` (only when no auth method is set), the namespace from
-    /// `VAULT_NAMESPACE`, the CA from `VAULT_CACERT`. Read now, once.
+    /// `VAULT_NAMESPACE`, the CA from `VAULT_CACERT` (trusted alone, as the CLI does). Read
+    /// now, once.
     ///
     /// Fails with `Missing` when a token is needed and neither `VAULT_TOKEN` nor
-    /// `~/.vault-token` has one, and with `Config` for a variable that is not Unicode. The
-    /// messages name the variables and files, never their contents.
+    /// `~/.vault-token` has one, and with `Config` for a variable that is not Unicode, and for
+    /// the CLI's TLS variables this source does not support rather than ignore them:
+    /// `VAULT_CAPATH`, `VAULT_SKIP_VERIFY` (unless false), `VAULT_TLS_SERVER_NAME`,
+    /// `VAULT_CLIENT_CERT` and `VAULT_CLIENT_KEY`. The messages name the variables and
+    /// files, never their contents.
     pub fn cli_env(mut self) -> Result<Self, KeyError> {
+        refuse_unsupported_tls_vars()?;
         if self.address.is_none() {
             self.address = Some(env_var("VAULT_ADDR")?.unwrap_or_else(|| CLI_DEFAULT_ADDR.into()));
         }
@@ -233,137 +259,6 @@ impl VaultKeySourceBuilder {
             self.auth = Some(AuthChoice::Token(cli_token()?));
         }
         Ok(self)
-    }
-
-    /// Checks the options, reads the CA file if any, and builds the source. Connects to
-    /// nothing: Vault is first asked at the first load.
-    pub fn build(self) -> Result<VaultKeySource, KeyError> {
-        let address = self.address.as_deref().map(str::trim).unwrap_or("");
-        if address.is_empty() {
-            return Err(config(
-                "no address: call .address(\"https://vault.example.com:8200\") or use from_env",
-            ));
-        }
-        let address = address.trim_end_matches('/').to_owned();
-        let uri: Uri = address
-            .parse()
-            .map_err(|e| config(format!("address {address:?} is not a URL: {e}")))?;
-        if uri.authority().is_none() || uri.scheme().is_none() {
-            return Err(config(format!(
-                "address {address:?} must be scheme://host[:port], e.g. https://vault.example.com:8200"
-            )));
-        }
-        if uri.query().is_some() {
-            return Err(config(format!("address {address:?} must have no query")));
-        }
-        if let Some(why) = cleartext_refusal(&uri, self.allow_insecure_http) {
-            return Err(config(format!("address {address}: {why}")));
-        }
-        let mount = segment("mount", self.mount.as_deref())?;
-        let path = segment("path", self.path.as_deref())?;
-        let field = match self.field.as_deref() {
-            Some(f) if !f.is_empty() => f.to_owned(),
-            _ => return Err(config("no field: call .field(\"api_key\")")),
-        };
-        let api_path = match self.kv_version {
-            1 => format!("{mount}/{path}"),
-            2 => format!("{mount}/data/{path}"),
-            v => {
-                return Err(config(format!(
-                    "kv_version({v}): the KV engine has versions 1 and 2"
-                )))
-            }
-        };
-        if self.timeout.is_zero() {
-            return Err(config("timeout must be more than zero"));
-        }
-        let namespace = match &self.namespace {
-            Some(ns) if !ns.trim().is_empty() => Some(
-                HeaderValue::from_str(ns.trim())
-                    .map_err(|_| config("namespace is not a valid header value"))?,
-            ),
-            _ => None,
-        };
-
-        let (method, default_mount) = match self.auth.clone() {
-            None => {
-                return Err(config(
-                    "no Vault token: call .token(..), .approle_secret_id_file(..), \
-                     .approle_secret_id_env(..) or .kubernetes(..), or use from_env",
-                ))
-            }
-            Some(AuthChoice::Token(token)) => {
-                let t = token.expose_secret();
-                if t.trim().is_empty() {
-                    return Err(config("the Vault token is empty"));
-                }
-                if HeaderValue::from_str(t).is_err() {
-                    return Err(config(
-                        "the Vault token is not a valid header value (a newline or control character?)",
-                    ));
-                }
-                (AuthMethod::Token(token), "token")
-            }
-            Some(AuthChoice::AppRole { role_id, secret_id }) => {
-                if role_id.expose_secret().trim().is_empty() {
-                    return Err(config("the AppRole role_id is empty"));
-                }
-                (AuthMethod::AppRole { role_id, secret_id }, "approle")
-            }
-            Some(AuthChoice::Kubernetes { role }) => {
-                if role.trim().is_empty() {
-                    return Err(config("the Kubernetes role is empty"));
-                }
-                let jwt = self
-                    .kubernetes_jwt
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_KUBERNETES_JWT_PATH));
-                let jwt = Credential::File(jwt);
-                (AuthMethod::Kubernetes { role, jwt }, "kubernetes")
-            }
-        };
-
-        let transport = Transport::new(
-            self.timeout,
-            self.allow_insecure_http,
-            self.ca_cert.as_deref(),
-        )
-        .map_err(config)?;
-        let endpoint = Endpoint::new(transport, address.clone(), namespace);
-        let read_url = endpoint.url(&api_path).map_err(config)?;
-        let renew_url = endpoint.url("auth/token/renew-self").map_err(config)?;
-        let (login_path, login_url) = match method {
-            AuthMethod::Token(_) => (String::new(), None),
-            _ => {
-                let auth_mount = segment(
-                    "auth mount",
-                    Some(self.auth_mount.as_deref().unwrap_or(default_mount)),
-                )?;
-                let login_path = format!("auth/{auth_mount}/login");
-                let url = endpoint.url(&login_path).map_err(config)?;
-                (login_path, Some(url))
-            }
-        };
-        let auth = Auth::new(method, login_path, login_url, renew_url, self.renew_within);
-
-        let mut origin = format!("vault {address} {api_path} (field {field}");
-        if let Some(ns) = &self.namespace {
-            origin.push_str(&format!(", namespace {}", ns.trim()));
-        }
-        origin.push(')');
-        Ok(VaultKeySource {
-            inner: Arc::new(Inner {
-                endpoint,
-                auth,
-                read_url,
-                api_path,
-                field,
-                kv_version: self.kv_version,
-                refresh_after: self.refresh_after,
-                origin,
-                namespace: self.namespace.map(|ns| ns.trim().to_owned()),
-            }),
-        })
     }
 }
 
@@ -393,57 +288,11 @@ impl fmt::Debug for VaultKeySourceBuilder {
             .field("ca_cert", &self.ca_cert)
             .field("refresh_after", &self.refresh_after)
             .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("redirect_origins", &self.redirect_origins)
             .finish_non_exhaustive()
     }
 }
 
 fn config(cause: impl Into<String>) -> KeyError {
     KeyError::new(KeyErrorKind::Config, cause.into()).with_origin(CONFIG_ORIGIN)
-}
-
-/// A mount or path: slashes around it trimmed, not empty, no `..`, percent-encoded.
-fn segment(what: &str, value: Option<&str>) -> Result<String, KeyError> {
-    let value = value.unwrap_or("").trim().trim_matches('/');
-    if value.is_empty() {
-        return Err(config(format!(
-            "no {what}: call .{}(..)",
-            what.replace(' ', "_")
-        )));
-    }
-    if value
-        .split('/')
-        .any(|part| part == ".." || part == "." || part.is_empty())
-    {
-        return Err(config(format!(
-            "{what} {value:?} has an empty, \".\" or \"..\" segment"
-        )));
-    }
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_are_trimmed_and_encoded() {
-        assert_eq!(
-            segment("path", Some("/team/azerion/")).unwrap(),
-            "team/azerion"
-        );
-        assert_eq!(segment("path", Some("a b?c")).unwrap(), "a%20b%3Fc");
-        assert!(segment("path", Some("a/../b")).is_err());
-        assert!(segment("path", Some("a//b")).is_err());
-        assert!(segment("mount", Some("/")).is_err());
-        assert!(segment("mount", None).is_err());
-    }
 }

@@ -1,12 +1,9 @@
-//! HTTP to Vault: hyper-util's pooled client over rustls, a timeout per request, 307 redirects
-//! from standby nodes (bounded, with the clear-text rule re-checked at each hop), and a cap
-//! on how much of an answer is read.
+//! HTTP to Vault: hyper-util's pooled client over rustls, one deadline per load, 307/308
+//! redirects from standby nodes (same origin only unless other nodes are named, never from
+//! https to http, the clear-text rule re-checked at each hop), and a cap on how much of an
+//! answer is read, into a buffer zeroed when dropped.
 
 use std::fmt;
-
-use crate::auth::is_loopback;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +12,23 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+mod body;
+mod tls;
+mod url;
+
+use body::read_body;
+pub(crate) use tls::root_store;
+use url::redirect_target;
+pub(crate) use url::{cleartext_refusal, show, Origin};
 
 /// The most of an answer that is read: a KV secret or a login is a few KiB at most.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
@@ -58,7 +66,8 @@ impl fmt::Display for TransportError {
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
     pub(crate) retry_after: Option<String>,
-    pub(crate) body: Bytes,
+    /// Zeroed when the reply is dropped: it may hold the key or a token.
+    pub(crate) body: Zeroizing<Vec<u8>>,
 }
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -69,21 +78,19 @@ pub(crate) struct Transport {
     client: HttpsClient,
     timeout: Duration,
     allow_insecure_http: bool,
+    /// Origins besides the request's own that a redirect may go to.
+    redirect_origins: Arc<[Origin]>,
 }
 
 impl Transport {
-    /// A client trusting the webpki roots plus the certificates of `ca_cert` (PEM).
+    /// A client trusting the certificates of `ca_cert` (PEM) alone, or the webpki roots.
     pub(crate) fn new(
         timeout: Duration,
         allow_insecure_http: bool,
         ca_cert: Option<&Path>,
+        redirect_origins: Vec<Origin>,
     ) -> Result<Transport, String> {
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        if let Some(path) = ca_cert {
-            add_pem_certs(&mut roots, path)?;
-        }
+        let roots = root_store(ca_cert)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -100,22 +107,42 @@ impl Transport {
             client,
             timeout,
             allow_insecure_http,
+            redirect_origins: redirect_origins.into(),
         })
     }
 
-    /// Sends one request (following redirects) and reads the answer, all within the timeout.
-    /// `headers` are sent as they are (the token among them, marked sensitive).
+    /// Sends one request (following redirects) and reads the answer, all before `deadline`
+    /// (the load's, shared by all its requests). `headers` are sent as they are (the token
+    /// among them, marked sensitive).
     pub(crate) async fn send(
         &self,
         method: Method,
         url: Uri,
         headers: HeaderMap,
         body: Option<Bytes>,
+        deadline: Instant,
     ) -> Result<Reply, TransportError> {
-        match tokio::time::timeout(self.timeout, self.follow(method, url, headers, body)).await {
+        let request = self.follow(method, url, headers, body);
+        match tokio::time::timeout_at(deadline, request).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout(self.timeout)),
         }
+    }
+
+    /// Whether a redirect from `from` (the request's first URL) to `next` may be followed.
+    fn redirect_refusal(&self, from: &Uri, next: &Uri) -> Option<String> {
+        if from.scheme() == Some(&Scheme::HTTPS) && next.scheme() != Some(&Scheme::HTTPS) {
+            return Some("it leaves https for clear text".into());
+        }
+        let origin = Origin::of(next)?;
+        if Origin::of(from).as_ref() == Some(&origin) || self.redirect_origins.contains(&origin) {
+            return cleartext_refusal(next, self.allow_insecure_http);
+        }
+        Some(
+            "it goes to another origin than the request's; name the Vault nodes it may \
+             go to with allow_redirects_to([..])"
+                .into(),
+        )
     }
 
     async fn follow(
@@ -129,6 +156,7 @@ impl Transport {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         let body = body.unwrap_or_default();
+        let first = url.clone();
         for _hop in 0..=MAX_REDIRECTS {
             let mut request = Request::new(Full::new(body.clone()));
             *request.method_mut() = method.clone();
@@ -143,7 +171,7 @@ impl Transport {
             if status == StatusCode::TEMPORARY_REDIRECT || status == StatusCode::PERMANENT_REDIRECT
             {
                 let next = redirect_target(&url, response.headers().get(LOCATION))?;
-                if let Some(why) = cleartext_refusal(&next, self.allow_insecure_http) {
+                if let Some(why) = self.redirect_refusal(&first, &next) {
                     return Err(TransportError::Redirect(format!(
                         "not following the redirect ({status}) to {}: {why}",
                         show(&next)
@@ -157,20 +185,7 @@ impl Transport {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .map(|v| super::response::cap(v, 40));
-            let body = Limited::new(response.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        TransportError::Body(format!(
-                            "the answer ({status}) is larger than {} KiB",
-                            MAX_BODY / 1024
-                        ))
-                    } else {
-                        TransportError::Body(format!("the answer ({status}) broke off: {e}"))
-                    }
-                })?
-                .to_bytes();
+            let body = read_body(response, status).await?;
             return Ok(Reply {
                 status,
                 retry_after,
@@ -185,7 +200,7 @@ impl Transport {
 
 /// A Vault server: the transport, the address, and the headers every request carries
 /// (`X-Vault-Request: true`, `X-Vault-Namespace` when set).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     transport: Transport,
     address: String,
@@ -218,6 +233,11 @@ impl Endpoint {
             .map_err(|e| format!("{}/v1/{api_path} is not a valid URL: {e}", self.address))
     }
 
+    /// The budget of one load (the builder's `timeout`).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.transport.timeout
+    }
+
     /// Sends a request with the token, if any, in a sensitive `X-Vault-Token` header.
     pub(crate) async fn call(
         &self,
@@ -225,12 +245,15 @@ impl Endpoint {
         url: Uri,
         token: Option<&SecretString>,
         body: Option<Bytes>,
+        deadline: Instant,
     ) -> Result<Reply, TransportError> {
         let mut headers = self.headers.clone();
         if let Some(token) = token {
             headers.insert("x-vault-token", token_header(token)?);
         }
-        self.transport.send(method, url, headers, body).await
+        self.transport
+            .send(method, url, headers, body, deadline)
+            .await
     }
 }
 
@@ -250,80 +273,6 @@ impl fmt::Debug for Transport {
             .field("allow_insecure_http", &self.allow_insecure_http)
             .finish_non_exhaustive()
     }
-}
-
-fn add_pem_certs(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String> {
-    let shown = path.display();
-    let file = File::open(path).map_err(|e| format!("CA certificate file {shown}: {e}"))?;
-    let mut count = 0;
-    for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
-        let cert = cert.map_err(|e| format!("CA certificate file {shown}: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("CA certificate file {shown}: {e}"))?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err(format!(
-            "CA certificate file {shown} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
-        ));
-    }
-    Ok(())
-}
-
-/// Why `url` must not carry the token, or `None` when it may: https always; plain http only
-/// to loopback unless allowed.
-pub(crate) fn cleartext_refusal(url: &Uri, allow_insecure_http: bool) -> Option<String> {
-    match url.scheme_str() {
-        Some("https") => None,
-        Some("http") => {
-            let host = url.host().unwrap_or("");
-            if allow_insecure_http || is_loopback(host) {
-                None
-            } else {
-                Some(format!(
-                    "plain http:// to {host}, which is not loopback, would send the Vault token \
-                     in clear text; use https:// or allow_insecure_http(true)"
-                ))
-            }
-        }
-        other => Some(format!(
-            "the scheme must be http or https, not {}",
-            other.unwrap_or("(none)")
-        )),
-    }
-}
-
-fn redirect_target(from: &Uri, location: Option<&HeaderValue>) -> Result<Uri, TransportError> {
-    let bad = |why: &str| TransportError::Redirect(format!("a redirect from Vault {why}"));
-    let location = location
-        .ok_or_else(|| bad("has no Location header"))?
-        .to_str()
-        .map_err(|_| bad("has a Location that is not text"))?;
-    let target: Uri = location
-        .parse()
-        .map_err(|_| bad("has a Location that is not a URL"))?;
-    if target.scheme().is_some() {
-        if target.authority().is_none() {
-            return Err(bad("has a Location with no host"));
-        }
-        return Ok(target);
-    }
-    // A path only ("/v1/…"): same scheme and authority.
-    let mut parts = target.into_parts();
-    parts.scheme = Some(from.scheme().cloned().unwrap_or(Scheme::HTTPS));
-    parts.authority = from.authority().cloned();
-    Uri::from_parts(parts).map_err(|_| bad("has a Location that is not a path"))
-}
-
-/// A URL for messages: scheme, authority and path, no query.
-pub(crate) fn show(url: &Uri) -> String {
-    format!(
-        "{}://{}{}",
-        url.scheme_str().unwrap_or("?"),
-        url.authority().map_or("", Authority::as_str),
-        url.path()
-    )
 }
 
 /// hyper's error chain, e.g. `cannot connect to 127.0.0.1:8200: tcp connect error: Connection
@@ -352,46 +301,4 @@ fn connect_message(url: &Uri, e: &hyper_util::client::legacy::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cleartext_rule() {
-        let u = |s: &str| s.parse::<Uri>().unwrap();
-        assert!(cleartext_refusal(&u("https://vault.example.com"), false).is_none());
-        assert!(cleartext_refusal(&u("http://127.0.0.1:8200"), false).is_none());
-        assert!(cleartext_refusal(&u("http://[::1]:8200"), false).is_none());
-        assert!(cleartext_refusal(&u("http://localhost:8200"), false).is_none());
-        let why = cleartext_refusal(&u("http://vault.internal:8200"), false).unwrap();
-        assert!(
-            why.contains("vault.internal") && why.contains("clear text"),
-            "{why}"
-        );
-        assert!(cleartext_refusal(&u("http://vault.internal:8200"), true).is_none());
-        assert!(cleartext_refusal(&u("ftp://vault.internal"), true).is_some());
-    }
-
-    #[test]
-    fn token_header_is_sensitive() {
-        let value = token_header(&SecretString::from("hvs.abc".to_owned())).unwrap();
-        assert!(value.is_sensitive());
-        assert!(!format!("{value:?}").contains("hvs.abc"));
-        assert!(token_header(&SecretString::from("a\nb".to_owned())).is_err());
-    }
-
-    #[test]
-    fn redirect_targets() {
-        let from: Uri = "http://127.0.0.1:8201/v1/secret/data/a".parse().unwrap();
-        let abs = HeaderValue::from_static("http://127.0.0.1:8200/v1/secret/data/a");
-        assert_eq!(
-            redirect_target(&from, Some(&abs)).unwrap().to_string(),
-            "http://127.0.0.1:8200/v1/secret/data/a"
-        );
-        let rel = HeaderValue::from_static("/v1/secret/data/b");
-        assert_eq!(
-            redirect_target(&from, Some(&rel)).unwrap().to_string(),
-            "http://127.0.0.1:8201/v1/secret/data/b"
-        );
-        assert!(redirect_target(&from, None).is_err());
-    }
-}
+mod tests;

@@ -1,0 +1,85 @@
+//! Which URLs may carry the token: the clear-text rule, redirect targets, origins.
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Uri};
+
+use super::TransportError;
+use crate::auth::is_loopback;
+
+/// An origin a redirect may go to: scheme, lowercased host, port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of an absolute URL, `None` without scheme or host.
+    pub(crate) fn of(url: &Uri) -> Option<Origin> {
+        let scheme = url.scheme_str()?.to_ascii_lowercase();
+        let host = url.host()?.to_ascii_lowercase();
+        let port = url
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Some(Origin { scheme, host, port })
+    }
+}
+
+/// Why `url` must not carry the token, or `None` when it may: https always; plain http only
+/// to loopback unless allowed.
+pub(crate) fn cleartext_refusal(url: &Uri, allow_insecure_http: bool) -> Option<String> {
+    match url.scheme_str() {
+        Some("https") => None,
+        Some("http") => {
+            let host = url.host().unwrap_or("");
+            if allow_insecure_http || is_loopback(host) {
+                None
+            } else {
+                Some(format!(
+                    "plain http:// to {host}, which is not loopback, would send the Vault token \
+                     in clear text; use https:// or allow_insecure_http(true)"
+                ))
+            }
+        }
+        other => Some(format!(
+            "the scheme must be http or https, not {}",
+            other.unwrap_or("(none)")
+        )),
+    }
+}
+
+pub(super) fn redirect_target(
+    from: &Uri,
+    location: Option<&HeaderValue>,
+) -> Result<Uri, TransportError> {
+    let bad = |why: &str| TransportError::Redirect(format!("a redirect from Vault {why}"));
+    let location = location
+        .ok_or_else(|| bad("has no Location header"))?
+        .to_str()
+        .map_err(|_| bad("has a Location that is not text"))?;
+    let target: Uri = location
+        .parse()
+        .map_err(|_| bad("has a Location that is not a URL"))?;
+    if target.scheme().is_some() {
+        if target.authority().is_none() {
+            return Err(bad("has a Location with no host"));
+        }
+        return Ok(target);
+    }
+    // A path only ("/v1/…"): same scheme and authority.
+    let mut parts = target.into_parts();
+    parts.scheme = Some(from.scheme().cloned().unwrap_or(Scheme::HTTPS));
+    parts.authority = from.authority().cloned();
+    Uri::from_parts(parts).map_err(|_| bad("has a Location that is not a path"))
+}
+
+/// A URL for messages: scheme, authority and path, no query.
+pub(crate) fn show(url: &Uri) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme_str().unwrap_or("?"),
+        url.authority().map_or("", Authority::as_str),
+        url.path()
+    )
+}

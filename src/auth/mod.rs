@@ -33,8 +33,6 @@ mod scope;
 mod service;
 mod state;
 
-#[cfg(feature = "vault")]
-pub(crate) use crate::net::is_loopback;
 pub use future::ResponseFuture;
 pub use layer::BearerAuthLayer;
 pub use scope::ScopeError;

@@ -4,7 +4,7 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
 
 use super::TransportError;
-use crate::auth::is_loopback;
+use crate::net::is_loopback;
 
 /// An origin a redirect may go to: scheme, lowercased host, port.
 #[derive(Clone, Debug, PartialEq, Eq)]

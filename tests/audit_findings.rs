@@ -274,6 +274,76 @@ async fn finding_a_panicking_source_at_refresh_time_panics_every_request() {
     );
 }
 
+/// FINDING (Low): a response future that is alive but not polled holds the refresh claim, and
+/// while it lives no other request refreshes: the key is used past its refresh point for as
+/// long as that one future waits.
+///
+/// The claim is taken in `call`, not when the refresh starts. The fix for issue 11 finding 2
+/// covers a future that is *dropped* unpolled; one that is *kept* unpolled (built ahead and
+/// awaited later, parked in a `buffered` stream whose consumer applies backpressure, a task on
+/// a runtime that is kept but not driven, exactly the runtime the timer fix was about) keeps
+/// `refreshing` set. Every other clone sees the due key, fails to claim, and sends the old key;
+/// here for ten minutes, past the key's whole lifetime, with a new key waiting in the store.
+/// Fix: start the refresh in `call` as a detached task (see the findings above), or take the
+/// claim on the future's first poll instead of in `call`.
+#[tokio::test(start_paused = true)]
+async fn finding_a_live_unpolled_future_holds_the_refresh_claim() {
+    let source = Steered::new(KEY_A, Some(TTL));
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut idle = layer.layer(api(accepting("*")));
+    let mut busy = idle.clone();
+    assert_eq!(send(&mut idle).await.unwrap().1, KEY_A);
+    advance(TTL).await;
+    source.set(Some(KEY_B));
+    // This request is built when the key is due, then waits its turn.
+    let parked = idle.ready().await.unwrap().call(req());
+    let mut tokens = Vec::new();
+    for _ in 0..600 {
+        tokens.push(send(&mut busy).await.unwrap().1);
+        advance(Duration::from_secs(1)).await;
+    }
+    let fresh = tokens.iter().filter(|t| *t == KEY_B).count();
+    assert!(
+        fresh > 0,
+        "600 requests over ten minutes after the refresh point, none with the new key; \
+         {} loads",
+        source.loads()
+    );
+    drop(parked);
+}
+
+/// FINDING (Low): `on_rotate` hooks no longer "hear of every change" (README, and the layer's
+/// own docs): since the copy-on-write fix, a hook hears only the loads that happen to be
+/// driven by services and handles of the layer value it was set on. A handle taken before the
+/// hook was added, or a service made from another clone of the same layer, rotates the shared
+/// key silently; which hook hears a 401 rotation depends on which client's request happened to
+/// drive the reload. An audit or metrics hook so misses rotations of the very key it watches.
+/// Fix: keep hooks per cache but register them copy-on-write into a shared list keyed by layer
+/// (or fire every registered hook for every change of the shared cache), and document one rule;
+/// at least make the README and the `BearerAuthLayer` docs say which.
+#[tokio::test(start_paused = true)]
+async fn finding_rotate_hooks_miss_changes_driven_by_other_clones_and_early_handles() {
+    let source = Steered::new(KEY_A, None);
+    let base = BearerAuthLayer::new(source.clone());
+    let early_handle = base.handle();
+    let (events, hook) = support::recorder();
+    let audited = base.clone().on_rotate(hook);
+    let mut audited_svc = audited.layer(api(accepting("*")));
+    let mut other_svc = base.layer(api(accepting("*")));
+    // Another client of the same cache loads the first key.
+    assert_eq!(send(&mut other_svc).await.unwrap().1, KEY_A);
+    // The key is rotated through a handle taken before the hook was set.
+    source.set(Some(KEY_B));
+    early_handle.rotate().await.unwrap();
+    assert_eq!(send(&mut audited_svc).await.unwrap().1, KEY_B);
+    let heard = events.lock().unwrap().len();
+    assert_eq!(
+        heard, 2,
+        "the key changed twice (Initial, Manual) under the audited layer's services; the hook \
+         heard {heard}"
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // Attacks that held.
 // ------------------------------------------------------------------------------------------

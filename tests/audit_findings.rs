@@ -344,6 +344,127 @@ async fn finding_rotate_hooks_miss_changes_driven_by_other_clones_and_early_hand
     );
 }
 
+/// FINDING (Medium, issue 11 finding 4 NOT FIXED): an empty `ReplayableBody` is still never
+/// replayable. a6b3211..563a906 touch neither `src/replay/` nor the gateway's tests.
+///
+/// hyper never polls a body whose `is_end_stream()` is true, and `ReplayableBody` marks its
+/// tape complete only from `poll_frame`; an empty body is never polled, so `can_replay()` stays
+/// false and every GET through a gateway that wraps incoming bodies (the axum example does)
+/// gets its 401 back instead of healing. Fix: in `ReplayableBody::with_cap`, mark the tape
+/// complete at once when the wrapped body `is_end_stream()` (and in `is_end_stream` of the
+/// recording state, as hyper may ask before any poll); add the GET case to the gateway tests.
+#[tokio::test]
+async fn finding_an_empty_replayable_body_is_still_not_replayed_after_a_401() {
+    let accepted = accepting(KEY_A);
+    let acc = accepted.clone();
+    let addr = support::serve(move |req| {
+        let ok = support::bearer(&req).as_deref() == Some(acc.lock().unwrap().as_str());
+        async move { support::respond(if ok { 200 } else { 401 }, "") }
+    })
+    .await;
+    let source = Steered::new(KEY_A, None);
+    let layer = BearerAuthLayer::new(source.clone());
+    let client = support::client::<tower_bearer::ReplayableBody>();
+    let svc = layer.layer(client);
+    let get = || {
+        Request::get(format!("http://{addr}/v1/models"))
+            .body(tower_bearer::ReplayableBody::new(Empty::<Bytes>::new()))
+            .unwrap()
+    };
+    assert_eq!(svc.clone().oneshot(get()).await.unwrap().status(), 200);
+    source.set(Some(KEY_B));
+    *accepted.lock().unwrap() = KEY_B.to_owned();
+    let res = svc.clone().oneshot(get()).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a GET with an empty ReplayableBody after a rotation: the 401 came back, no replay"
+    );
+}
+
+/// HOLDS (control for the finding above): the same GET with a one-byte `ReplayableBody`
+/// heals, so the harness is right and only the empty body is at fault.
+#[tokio::test]
+async fn holds_control_a_non_empty_replayable_body_is_replayed_after_a_401() {
+    let accepted = accepting(KEY_A);
+    let acc = accepted.clone();
+    let addr = support::serve(move |req| {
+        let ok = support::bearer(&req).as_deref() == Some(acc.lock().unwrap().as_str());
+        async move { support::respond(if ok { 200 } else { 401 }, "") }
+    })
+    .await;
+    let source = Steered::new(KEY_A, None);
+    let svc = BearerAuthLayer::new(source.clone())
+        .layer(support::client::<tower_bearer::ReplayableBody>());
+    let get = || {
+        Request::post(format!("http://{addr}/v1/models"))
+            .body(tower_bearer::ReplayableBody::new(Full::new(Bytes::from_static(b"x"))))
+            .unwrap()
+    };
+    assert_eq!(svc.clone().oneshot(get()).await.unwrap().status(), 200);
+    source.set(Some(KEY_B));
+    *accepted.lock().unwrap() = KEY_B.to_owned();
+    assert_eq!(svc.clone().oneshot(get()).await.unwrap().status(), 200);
+}
+
+/// FINDING (Low, issue 11 finding 5 NOT FIXED): Vault redirects still send `X-Vault-Token` to
+/// any origin the `Location` names. `redirect_target` accepts any absolute URL and
+/// `cleartext_refusal` only refuses clear text to a non-loopback host, so a 307 to another
+/// host or port is followed with the token, and an `https://` Vault may still redirect to
+/// `http://127.0.0.1:…` (a downgrade to a local listener). Fix: follow a redirect only when
+/// scheme, host and port equal the first request's (an opt-in list for other Vault nodes),
+/// never from https to http; the existing `follows_a_standby_redirect` test relies on the
+/// cross-origin behaviour and must change with it.
+#[cfg(feature = "vault")]
+#[tokio::test]
+async fn finding_vault_redirects_still_carry_the_token_to_another_origin() {
+    const TOKEN: &str = "hvs.audit-round2-token-0000000001";
+    let stolen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = stolen.clone();
+    let other_origin = support::serve(move |req| {
+        if let Some(token) = req.headers().get("x-vault-token") {
+            sink.lock()
+                .unwrap()
+                .push(token.to_str().unwrap_or("").to_owned());
+        }
+        async move {
+            support::respond(
+                200,
+                format!(
+                    r#"{{"data":{{"data":{{"api_key":"{KEY_A}"}},"metadata":{{"version":1}}}}}}"#
+                ),
+            )
+        }
+    })
+    .await;
+    let vault = support::serve(move |req| {
+        let location = format!("http://{other_origin}{}", req.uri().path());
+        async move {
+            Response::builder()
+                .status(307)
+                .header(http::header::LOCATION, location)
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
+    })
+    .await;
+    let source = tower_bearer::VaultKeySource::builder()
+        .address(format!("http://{vault}"))
+        .token(TOKEN)
+        .mount("secret")
+        .path("azerion")
+        .field("api_key")
+        .build()
+        .unwrap();
+    let _ = source.load().await;
+    let stolen = stolen.lock().unwrap();
+    assert!(
+        stolen.is_empty(),
+        "a 307 from {vault} to {other_origin} carried the Vault token there {} time(s)",
+        stolen.len()
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // Attacks that held.
 // ------------------------------------------------------------------------------------------

@@ -344,6 +344,29 @@ async fn finding_rotate_hooks_miss_changes_driven_by_other_clones_and_early_hand
     );
 }
 
+/// FINDING (Low): refresh hints are clamped from above (365 days) but not from below: a zero
+/// or tiny hint (`refresh_after(Duration::ZERO)`, `FileKeySource::refresh_after(0)`, a token
+/// endpoint answering `expires_in: 0`) makes every key due the moment it is stored, so every
+/// request that finds the claim free loads from the source, back to back, and waits for it:
+/// the load storm issue 11 finding 10 removed for the first key, for refreshes. Here 50
+/// requests in the same instant make 50 loads. Fix: clamp hints from below as well (a floor
+/// of about a second, like the Vault source's `MIN_REFRESH`), or space refreshes by at least
+/// the backoff minimum after a successful load.
+#[tokio::test(start_paused = true)]
+async fn finding_a_zero_refresh_hint_loads_on_every_request() {
+    let source = Steered::new(KEY_A, Some(Duration::ZERO));
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = layer.layer(api(accepting(KEY_A)));
+    for _ in 0..50 {
+        assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+    }
+    assert!(
+        source.loads() <= 5,
+        "50 requests in one instant made {} loads of the same key",
+        source.loads()
+    );
+}
+
 /// FINDING (Medium, issue 11 finding 4 NOT FIXED): an empty `ReplayableBody` is still never
 /// replayable. a6b3211..563a906 touch neither `src/replay/` nor the gateway's tests.
 ///
@@ -773,23 +796,25 @@ async fn holds_futures_dropped_at_each_await_point() {
     assert!((&mut loading).now_or_never().is_none());
     source.started(3).await;
     drop(loading);
-    source.open(); // the dropped load's permit
+    // The next request claims the refresh again, and it lands.
+    source.open();
+    assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+    assert_eq!(source.loads(), 4);
     // The store rotates and the server revokes A: a 401 whose reload is dropped mid-load.
     source.set(Some(KEY_B));
     *accepted.lock().unwrap() = KEY_B.to_owned();
     let mut other = svc.clone();
     let mut reloading = other.ready().await.unwrap().call(req());
-    // The due refresh first (claimed by this request), then the send.
-    source.open();
-    let res = (&mut reloading).now_or_never();
+    assert!((&mut reloading).now_or_never().is_none(), "reloading");
+    source.started(5).await;
     drop(reloading);
-    drop(res);
-    // Whatever state that left, the next request heals with B.
-    for _ in 0..4 {
-        source.open();
-    }
+    // The next 401 is not stuck behind the dropped reload, nor does it take a stale result:
+    // it reloads and heals with B.
+    source.open();
+    source.open();
     let (status, token) = send(&mut svc).await.unwrap();
     assert_eq!((status, token.as_str()), (StatusCode::OK, KEY_B));
+    assert_eq!(source.loads(), 6);
 }
 
 /// HOLDS: a first-load failure is shared within its backoff window by many clones, and

@@ -817,6 +817,140 @@ async fn holds_futures_dropped_at_each_await_point() {
     assert_eq!(source.loads(), 6);
 }
 
+/// A source that hands out a new key at every load and tells the server, which then accepts
+/// that key only: every load revokes every earlier key.
+struct Rotating {
+    n: AtomicUsize,
+    newest: Arc<Mutex<String>>,
+    ttl: Duration,
+}
+
+impl KeySource for Rotating {
+    fn load(&self) -> KeyFuture<'_> {
+        let n = self.n.fetch_add(1, Ordering::SeqCst);
+        let key = format!("sk-audit-rotating-{n:012}");
+        *self.newest.lock().unwrap() = key.clone();
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            Ok(ApiKey::new(key)?.refresh_after(self.ttl))
+        })
+    }
+}
+
+/// HOLDS: refreshes, 401 reloads and manual rotations racing on a multi-thread runtime, with
+/// every load revoking the key before it: no request is tried more than twice, no replay
+/// carries the key its first try was rejected with, the loads stay bounded, nothing panics
+/// or hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_refresh_401_and_rotate_racing_on_a_multi_thread_runtime() {
+    let newest = Arc::new(Mutex::new(String::new()));
+    let source = Arc::new(Rotating {
+        n: AtomicUsize::new(0),
+        newest: newest.clone(),
+        ttl: Duration::from_millis(2),
+    });
+    let layer = BearerAuthLayer::new(source.clone());
+    let tries = Arc::new(Mutex::new(std::collections::HashMap::<u64, Vec<String>>::new()));
+    let log = tries.clone();
+    let inner = tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let id: u64 = req.headers()["x-id"].to_str().unwrap().parse().unwrap();
+        let token = support::bearer(&req).unwrap_or_default();
+        log.lock().unwrap().entry(id).or_default().push(token.clone());
+        let newest = newest.clone();
+        async move {
+            // The server takes its time: other requests, loads and rotations overlap.
+            tokio::task::yield_now().await;
+            let ok = *newest.lock().unwrap() == token;
+            let mut res = Response::new(token);
+            if !ok {
+                *res.status_mut() = StatusCode::UNAUTHORIZED;
+            }
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let svc = layer.layer(inner);
+    let handle = layer.handle();
+    let rotator = tokio::spawn(async move {
+        for _ in 0..50 {
+            handle.rotate().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    });
+    let workers: Vec<_> = (0..8u64)
+        .map(|w| {
+            let mut svc = svc.clone();
+            let handle = layer.handle();
+            tokio::spawn(async move {
+                for i in 0..200u64 {
+                    if i % 40 == 39 {
+                        handle.rotate().await.unwrap();
+                    }
+                    let req = Request::get("https://api.azerion.ai/v1/models")
+                        .header("x-id", (w * 1000 + i).to_string())
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    svc.ready().await.unwrap().call(req).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    rotator.await.unwrap();
+    let tries = tries.lock().unwrap();
+    assert_eq!(tries.len(), 1600);
+    for (id, tokens) in tries.iter() {
+        assert!(tokens.len() <= 2, "request {id} tried {} times", tokens.len());
+        if tokens.len() == 2 {
+            assert_ne!(tokens[0], tokens[1], "request {id} replayed with its rejected key");
+        }
+    }
+    let loads = source.n.load(Ordering::SeqCst);
+    let replayed = tries.values().filter(|t| t.len() == 2).count();
+    eprintln!("{loads} loads, {replayed} replays");
+    assert!(loads <= 1 + 50 + 40 + 1600, "{loads} loads");
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+/// HOLDS: when the runtime that armed the refresh timer is dropped, the next request on
+/// another runtime re-arms it there, so the very first request after the refresh point
+/// refreshes (not only the 64th, which is all the clock fallback promises), and that across
+/// a second runtime change too.
+#[test]
+fn holds_the_timer_is_re_armed_on_the_next_runtime() {
+    let source = Steered::new(KEY_A, Some(TTL));
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
+    let first = paused_runtime();
+    first.block_on(async {
+        for _ in 0..2 {
+            assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+        }
+    });
+    drop(first);
+    for (key, wait) in [(KEY_B, 2 * TTL), (KEY_A, 6 * TTL)] {
+        let next = paused_runtime();
+        next.block_on(async {
+            // The dropped timer moved the epoch: this request re-arms a timer here.
+            send(&mut svc).await.unwrap();
+            source.set(Some(key));
+            // Each paused runtime's clock starts at the real now: a refresh point set on the
+            // previous runtime lies its whole advance further on here.
+            advance(wait).await;
+            assert_eq!(send(&mut svc).await.unwrap().1, key, "the first request after due");
+        });
+        drop(next);
+    }
+}
+
 /// HOLDS: a first-load failure is shared within its backoff window by many clones, and
 /// exactly one load runs after the window, with paused time.
 #[tokio::test(start_paused = true)]

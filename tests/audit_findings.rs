@@ -367,6 +367,48 @@ async fn finding_a_zero_refresh_hint_loads_on_every_request() {
     );
 }
 
+/// FINDING (Low): the clock fallback for a timer that cannot fire counts requests, not time,
+/// so a low-traffic client whose timer lives on a runtime that is kept but not driven (a
+/// current-thread runtime used once for a warm-up, or for `KeyHandle::rotate` from sync code,
+/// and kept in a struct) goes days without refreshing.
+///
+/// Issue 11 finding 8 asked not to depend on the timer alone. The fix bumps the epoch when the
+/// timer's runtime is *dropped*, but for a runtime that is only idle nothing happens, and the
+/// services read the clock once every 64 requests of each clone. At one request an hour that
+/// is 64 hours past the refresh point (a 60 s `FileKeySource` refresh, a Vault lease, all
+/// missed). Fix: bound the staleness by time, not only by a request count: read the clock
+/// on every request while no timer is known to be live on a driven runtime (it is a vDSO
+/// call), or have the timer task record that it is alive and fall back to per-request clock
+/// reads when its deadline passed without it firing.
+#[test]
+fn finding_the_clock_fallback_counts_requests_not_time() {
+    let source = Steered::new(KEY_A, Some(TTL));
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
+    let idle = paused_runtime();
+    idle.block_on(async {
+        for _ in 0..2 {
+            assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+        }
+    });
+    source.set(Some(KEY_B));
+    paused_runtime().block_on(async {
+        // One request an hour for two days.
+        let mut tokens = Vec::new();
+        for _ in 0..48 {
+            advance(Duration::from_secs(3600)).await;
+            tokens.push(send(&mut svc).await.unwrap().1);
+        }
+        let fresh = tokens.iter().filter(|t| *t == KEY_B).count();
+        assert!(
+            fresh > 0,
+            "48 hourly requests, the key due after 60 s: none refreshed ({} loads)",
+            source.loads()
+        );
+    });
+    drop(idle);
+}
+
 /// FINDING (Medium, issue 11 finding 4 NOT FIXED): an empty `ReplayableBody` is still never
 /// replayable. a6b3211..563a906 touch neither `src/replay/` nor the gateway's tests.
 ///

@@ -993,6 +993,42 @@ fn holds_the_timer_is_re_armed_on_the_next_runtime() {
     }
 }
 
+/// HOLDS: a source that panicked (first load, refresh, rotation) leaves nothing wedged: the
+/// single-flight lock and the refresh claim are free again, and once the source behaves the
+/// key loads and refreshes as usual.
+#[tokio::test(start_paused = true)]
+async fn holds_the_layer_recovers_after_a_source_panicked() {
+    let source = Slow::new(KEY_A, Some(TTL));
+    let layer = BearerAuthLayer::new(source.clone());
+    let svc = layer.layer(api(accepting("*")));
+    source.panics.store(true, Ordering::SeqCst);
+    assert!(attempt(&svc).await.unwrap_err().is_panic(), "first load");
+    let handle = layer.handle();
+    let rotation = tokio::spawn(async move { handle.rotate().await });
+    assert!(rotation.await.unwrap_err().is_panic(), "rotation");
+    source.panics.store(false, Ordering::SeqCst);
+    assert_eq!(attempt(&svc).await.unwrap().unwrap(), KEY_A);
+    advance(TTL).await;
+    source.panics.store(true, Ordering::SeqCst);
+    assert!(attempt(&svc).await.unwrap_err().is_panic(), "refresh");
+    source.panics.store(false, Ordering::SeqCst);
+    source.set(KEY_B);
+    assert_eq!(attempt(&svc).await.unwrap().unwrap(), KEY_B);
+}
+
+/// Sends one request in a task of its own, so that a panic in it is seen as one.
+fn attempt<S>(svc: &S) -> tokio::task::JoinHandle<Result<String, BoxError>>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<String>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let mut svc = svc.clone();
+    tokio::spawn(async move { send(&mut svc).await.map(|(_, t)| t) })
+}
+
 /// HOLDS: a first-load failure is shared within its backoff window by many clones, and
 /// exactly one load runs after the window, with paused time.
 #[tokio::test(start_paused = true)]

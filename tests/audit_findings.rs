@@ -567,6 +567,9 @@ async fn holds_odd_hosts_and_the_cleartext_rule() {
         "wss://remote.example/v1",
         "x-plain://localhost.evil/v1",
         "HTTP://EVIL.EXAMPLE/v1",
+        "http://[fe80::1%25eth0]/v1",
+        "http://[::1%25lo]/v1",
+        "http://localhost%00.evil.example/v1",
     ];
     for uri in refused {
         let Ok(parsed) = uri.parse::<http::Uri>() else {
@@ -1027,6 +1030,29 @@ where
 {
     let mut svc = svc.clone();
     tokio::spawn(async move { send(&mut svc).await.map(|(_, t)| t) })
+}
+
+/// HOLDS: a refresh that fails (old key kept, backoff), then a 401 once the store has the new
+/// key: the 401 neither takes the refresh's stale error nor waits out the refresh backoff; it
+/// reloads and replays with B.
+#[tokio::test(start_paused = true)]
+async fn holds_a_refresh_that_fails_then_a_401() {
+    let source = Steered::new(KEY_A, Some(TTL));
+    let accepted = accepting(KEY_A);
+    let layer = BearerAuthLayer::new(source.clone());
+    let mut svc = layer.layer(api(accepted.clone()));
+    assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+    advance(TTL).await;
+    source.set(None);
+    // The due refresh fails: the request still goes out with A.
+    assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
+    assert_eq!(source.loads(), 2);
+    // The store gets B and the server revokes A, within the refresh's backoff.
+    source.set(Some(KEY_B));
+    *accepted.lock().unwrap() = KEY_B.to_owned();
+    let (status, token) = send(&mut svc).await.unwrap();
+    assert_eq!((status, token.as_str()), (StatusCode::OK, KEY_B));
+    assert_eq!(source.loads(), 3);
 }
 
 /// HOLDS: a first-load failure is shared within its backoff window by many clones, and

@@ -5,6 +5,18 @@
 //! says what breaks, how badly, and why. Tests named `holds_*` are attacks that the fixes
 //! withstood; they stay as regression tests for paths the suite did not cover yet.
 //!
+//! Findings (severity; test):
+//! - Medium: loads die with the request that drives them; a source slower than the caller's
+//!   timeout never refreshes, never loads the first key, never heals a 401
+//!   (`finding_a_refresh_slower_…`, `finding_a_first_load_slower_…`, `finding_a_401_reload_…`).
+//! - Medium: issue 11 finding 4 is not fixed: an empty `ReplayableBody` is never replayed.
+//! - Low: issue 11 finding 5 is not fixed: Vault redirects carry the token to another origin.
+//! - Low: a panicking source panics every request once the key is due (no backoff).
+//! - Low: a live, unpolled response future holds the refresh claim.
+//! - Low: the timer fallback counts requests, not time (idle runtime, low traffic).
+//! - Low: no floor on refresh hints: a zero hint loads on every request.
+//! - Low: `on_rotate` hooks miss changes driven by other clones and early handles.
+//!
 //! Real components only: hyper over 127.0.0.1, real files (FIFOs, symlinks to devices), real
 //! multi-thread concurrency; paused tokio time, `now_or_never` and dropped futures where timing
 //! matters; no sleeps as synchronisation and nothing beyond loopback.
@@ -447,7 +459,7 @@ async fn finding_an_empty_replayable_body_is_still_not_replayed_after_a_401() {
     );
 }
 
-/// HOLDS (control for the finding above): the same GET with a one-byte `ReplayableBody`
+/// HOLDS (control for the finding above): the same request with a one-byte `ReplayableBody`
 /// heals, so the harness is right and only the empty body is at fault.
 #[tokio::test]
 async fn holds_control_a_non_empty_replayable_body_is_replayed_after_a_401() {
@@ -463,7 +475,9 @@ async fn holds_control_a_non_empty_replayable_body_is_replayed_after_a_401() {
         .layer(support::client::<tower_bearer::ReplayableBody>());
     let get = || {
         Request::post(format!("http://{addr}/v1/models"))
-            .body(tower_bearer::ReplayableBody::new(Full::new(Bytes::from_static(b"x"))))
+            .body(tower_bearer::ReplayableBody::new(Full::new(
+                Bytes::from_static(b"x"),
+            )))
             .unwrap()
     };
     assert_eq!(svc.clone().oneshot(get()).await.unwrap().status(), 200);
@@ -709,7 +723,11 @@ async fn holds_rotate_racing_a_refresh() {
     rotation.await.unwrap().unwrap();
     let res = refreshing.await.unwrap();
     assert_eq!(res.body(), KEY_B);
-    assert_eq!(source.loads(), 2, "the refresh loaded again after the rotation");
+    assert_eq!(
+        source.loads(),
+        2,
+        "the refresh loaded again after the rotation"
+    );
     assert_eq!(send(&mut svc).await.unwrap().1, KEY_B);
 }
 
@@ -759,7 +777,10 @@ async fn holds_a_401_storm_on_a_multi_thread_runtime_reloads_once() {
     let with_b = seen.iter().filter(|t| *t == KEY_B).count();
     assert_eq!(with_a + with_b, seen.len());
     // Every request sent at most twice: its first try, and one replay with B.
-    assert!(with_b >= 64 && seen.len() <= 1 + 128, "{with_a} A, {with_b} B");
+    assert!(
+        with_b >= 64 && seen.len() <= 1 + 128,
+        "{with_a} A, {with_b} B"
+    );
 }
 
 /// HOLDS: a key file swapped mid-run for a FIFO (no writer), then for a symlink to /dev/zero:
@@ -895,12 +916,18 @@ async fn holds_refresh_401_and_rotate_racing_on_a_multi_thread_runtime() {
         ttl: Duration::from_millis(2),
     });
     let layer = BearerAuthLayer::new(source.clone());
-    let tries = Arc::new(Mutex::new(std::collections::HashMap::<u64, Vec<String>>::new()));
+    let tries = Arc::new(Mutex::new(
+        std::collections::HashMap::<u64, Vec<String>>::new(),
+    ));
     let log = tries.clone();
     let inner = tower::service_fn(move |req: Request<Full<Bytes>>| {
         let id: u64 = req.headers()["x-id"].to_str().unwrap().parse().unwrap();
         let token = support::bearer(&req).unwrap_or_default();
-        log.lock().unwrap().entry(id).or_default().push(token.clone());
+        log.lock()
+            .unwrap()
+            .entry(id)
+            .or_default()
+            .push(token.clone());
         let newest = newest.clone();
         async move {
             // The server takes its time: other requests, loads and rotations overlap.
@@ -946,9 +973,16 @@ async fn holds_refresh_401_and_rotate_racing_on_a_multi_thread_runtime() {
     let tries = tries.lock().unwrap();
     assert_eq!(tries.len(), 1600);
     for (id, tokens) in tries.iter() {
-        assert!(tokens.len() <= 2, "request {id} tried {} times", tokens.len());
+        assert!(
+            tokens.len() <= 2,
+            "request {id} tried {} times",
+            tokens.len()
+        );
         if tokens.len() == 2 {
-            assert_ne!(tokens[0], tokens[1], "request {id} replayed with its rejected key");
+            assert_ne!(
+                tokens[0], tokens[1],
+                "request {id} replayed with its rejected key"
+            );
         }
     }
     let loads = source.n.load(Ordering::SeqCst);
@@ -990,7 +1024,11 @@ fn holds_the_timer_is_re_armed_on_the_next_runtime() {
             // Each paused runtime's clock starts at the real now: a refresh point set on the
             // previous runtime lies its whole advance further on here.
             advance(wait).await;
-            assert_eq!(send(&mut svc).await.unwrap().1, key, "the first request after due");
+            assert_eq!(
+                send(&mut svc).await.unwrap().1,
+                key,
+                "the first request after due"
+            );
         });
         drop(next);
     }

@@ -83,6 +83,31 @@ async fn forwards_with_the_key_and_heals_a_rotation() {
 }
 
 #[tokio::test]
+async fn a_get_heals_a_rotation_too() {
+    // A GET has an empty body, which hyper never polls: it must still count as replayable.
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, KEY_1).unwrap();
+    let api = StandInApi::start(&[KEY_1]).await;
+    let gateway = start_gateway(&api, &key_file).await;
+    let models = || {
+        Request::get(format!("http://{gateway}/v1/models"))
+            .body(Full::default())
+            .unwrap()
+    };
+    let (status, body) = call(models()).await;
+    assert_eq!(status, 200, "{body}");
+
+    std::fs::write(&key_file, KEY_2).unwrap();
+    api.accept(KEY_2);
+    api.revoke(KEY_1);
+    let (status, body) = call(models()).await;
+    assert_eq!(status, 200, "the 401 to the old key heals: {body}");
+    assert!(body.contains("model-id-1"));
+    assert_eq!(api.unauthorized(), 1, "one 401, healed by the replay");
+}
+
+#[tokio::test]
 async fn a_missing_key_is_a_generic_503() {
     let dir = tempfile::tempdir().unwrap();
     let api = StandInApi::start(&[KEY_1]).await;

@@ -468,6 +468,23 @@ async fn a_streaming_replayable_body_is_replayed() {
 }
 
 #[tokio::test]
+async fn an_empty_replayable_body_is_replayed() {
+    // hyper never polls an empty body (its `is_end_stream()` is true): a GET wrapped in a
+    // ReplayableBody, as a gateway wraps every incoming body, must still be retried.
+    let (addr, seen) = flaky_server(1).await;
+    let client = ServiceBuilder::new()
+        .layer(TransientRetryLayer::new().base_backoff(ms(1)))
+        .layer(ErrorMappingLayer::new())
+        .service(support::client::<ReplayableBody>());
+    let req = Request::get(format!("http://{addr}/v1/models"))
+        .body(ReplayableBody::new(Empty::<Bytes>::new()))
+        .unwrap();
+    let response = client.oneshot(req).await.unwrap();
+    assert_eq!(response.status(), 200, "retried after the 503");
+    assert_eq!(*seen.lock().unwrap(), [Bytes::new(), Bytes::new()]);
+}
+
+#[tokio::test]
 async fn a_streaming_body_over_the_replay_cap_is_not_replayed() {
     let (addr, seen) = flaky_server(1).await;
     let client = ServiceBuilder::new()

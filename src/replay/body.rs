@@ -19,7 +19,9 @@ use super::DEFAULT_REPLAY_CAP;
 /// Wrap a streaming body (an incoming request being proxied, a channel) in it when the request
 /// should survive a 401 replay or a transient retry. It keeps each frame it sends (by reference
 /// count for `Bytes` frames) until the cap; past the cap it drops what it kept and the request
-/// is not replayed. In-memory bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) need no wrapper.
+/// is not replayed. A body already at its end when wrapped (an empty GET's, which a client never
+/// polls) is replayable at once. In-memory bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) need
+/// no wrapper.
 ///
 /// ```
 /// use bytes::Bytes;

@@ -5,7 +5,9 @@
 //! AZERION_API_KEY=sk-... cargo run --example azerion_models
 //! ```
 //!
-//! Errors are printed as Azerion's own examples do: the status code and the response body.
+//! Errors are printed as the status code and the server's message, through `ApiError`'s
+//! `Display`: cut to one line, with anything that looks like a key or token redacted. (The raw
+//! body is `api.body()`; do not log it as it is: a server may echo the key.)
 
 use bytes::Bytes;
 use http::Request;
@@ -38,8 +40,7 @@ async fn main() -> Result<(), BoxError> {
         }
         Err(error) => {
             if let Some(api) = error.downcast_ref::<ApiError>() {
-                println!("Error: {}", api.status().as_u16());
-                println!("{}", String::from_utf8_lossy(api.body()));
+                println!("Error: {api}"); // e.g. HTTP 401 Unauthorized (unauthorized): Incorrect API key provided: [redacted]
             } else if let Some(key) = error.downcast_ref::<KeyError>() {
                 println!("No API key: {key}"); // e.g. AZERION_API_KEY is not set
             } else {

@@ -6,7 +6,9 @@
 //!
 //! The source here asks a (stand-in) cloud secret manager over HTTP for the current key, the
 //! way a source for AWS Secrets Manager, GCP Secret Manager or an internal service would. It
-//! implements one method, `load`; everything else is the layer's.
+//! implements one method, `load`; everything else is the layer's. The layer is set up as for
+//! production: the key goes to the API's host only, a load that hangs is cut off, and the
+//! secret manager's answer is read up to a cap.
 
 mod support;
 
@@ -16,13 +18,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_bearer::{ApiKey, BearerAuthLayer, KeyError, KeyErrorKind, KeyFuture, KeySource};
 
 use support::stand_in::StandInApi;
+
+/// The most of the secret manager's answer that is read: a key is a few hundred bytes.
+const MAX_ANSWER: usize = 16 * 1024;
 
 /// Reads `{"SecretString": "<key>"}` from `GET {url}` — a secret manager's shape.
 struct SecretManagerSource {
@@ -51,11 +56,16 @@ impl KeySource for SecretManagerSource {
                     format!("answered {}", response.status()),
                 ));
             }
-            let body = response
-                .into_body()
+            // A bounded read: a broken or hostile endpoint cannot make the load buffer gigabytes.
+            let body = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| fail(KeyErrorKind::Unavailable, format!("body failed: {e}")))?
+                .map_err(|e| {
+                    fail(
+                        KeyErrorKind::Unavailable,
+                        format!("body failed or is over {MAX_ANSWER} bytes: {e}"),
+                    )
+                })?
                 .to_bytes();
             let json: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|_| fail(KeyErrorKind::Unreadable, "the answer is not JSON".into()))?;
@@ -92,7 +102,14 @@ async fn main() -> Result<(), BoxError> {
         http: Client::builder(TokioExecutor::new()).build_http(),
     };
     let client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(source).on_rotate(|e| println!("  {e}")))
+        .layer(
+            BearerAuthLayer::new(source)
+                // The key goes to the API's host only (here the stand-in's; api.azerion.ai for real).
+                .restrict_to_hosts(["127.0.0.1"])
+                // A secret manager that hangs fails the load after 5 s instead of holding requests.
+                .load_timeout(Duration::from_secs(5))
+                .on_rotate(|e| println!("  {e}")),
+        )
         .service(Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>());
 
     let models = || Request::get(format!("{}/models", api.base_url())).body(Empty::new());

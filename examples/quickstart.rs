@@ -110,11 +110,9 @@ async fn live() -> Result<(), BoxError> {
     match list_models(client, azerion::BASE_URL).await {
         Ok(models) => models.iter().for_each(|m| println!("   - {m}")),
         Err(error) => match error.downcast_ref::<ApiError>() {
-            Some(api) => println!(
-                "Error {}: {}",
-                api.status().as_u16(),
-                String::from_utf8_lossy(api.body())
-            ),
+            // Display: the status and the server's message, cut and redacted (never the raw
+            // body, which may echo the key).
+            Some(api) => println!("Error: {api}"),
             None => println!("Error: {error}"),
         },
     }

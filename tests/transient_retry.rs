@@ -251,22 +251,51 @@ async fn retry_after_wins_exactly() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn retry_after_is_capped() {
+async fn a_retry_after_over_the_cap_is_not_retried() {
+    // The server will not take the request sooner: no early retry, at once, whatever the cap.
     let log = Log::default();
     let svc = TransientRetryLayer::new().layer(scripted(&log, |_| {
         Ok(status_with(503, "retry-after", "600"))
     }));
-    svc.oneshot(get()).await.unwrap();
-    assert_eq!(log.gaps(), [Duration::from_secs(60); 2], "default cap");
+    let started = Instant::now();
+    assert_eq!(svc.oneshot(get()).await.unwrap().status(), 503);
+    assert_eq!(
+        log.count(),
+        1,
+        "600 s is over the default 60 s cap: not retried"
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO, "and not waited for");
 
+    // Over a cap of 5 s by a second: not retried, and the caller can read the wait.
+    let log = Log::default();
+    let svc = TransientRetryLayer::new()
+        .retry_after_cap(Duration::from_secs(5))
+        .layer(
+            ErrorMappingLayer::new()
+                .layer(scripted(&log, |_| Ok(status_with(429, "retry-after", "6")))),
+        );
+    let err = svc.oneshot(get()).await.unwrap_err();
+    let api = err.downcast_ref::<ApiError>().unwrap();
+    assert_eq!(api.retry_after(), Some(Duration::from_secs(6)));
+    assert_eq!(log.count(), 1);
+
+    // At the cap exactly: retried, after the server's wait.
+    let log = Log::default();
+    let svc = TransientRetryLayer::new()
+        .retry_after_cap(Duration::from_secs(5))
+        .layer(scripted(&log, |_| Ok(status_with(503, "retry-after", "5"))));
+    svc.oneshot(get()).await.unwrap();
+    assert_eq!(log.gaps(), [Duration::from_secs(5); 2]);
+
+    // Absent or unparseable is not "too long": the computed backoff applies.
     let log = Log::default();
     let svc = TransientRetryLayer::new()
         .retry_after_cap(Duration::from_secs(5))
         .layer(scripted(&log, |_| {
-            Ok(status_with(503, "retry-after", "600"))
+            Ok(status_with(503, "retry-after", "soon-ish"))
         }));
     svc.oneshot(get()).await.unwrap();
-    assert_eq!(log.gaps(), [Duration::from_secs(5); 2]);
+    assert_eq!(log.count(), 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -468,6 +497,23 @@ async fn a_streaming_replayable_body_is_replayed() {
 }
 
 #[tokio::test]
+async fn an_empty_replayable_body_is_replayed() {
+    // hyper never polls an empty body (its `is_end_stream()` is true): a GET wrapped in a
+    // ReplayableBody, as a gateway wraps every incoming body, must still be retried.
+    let (addr, seen) = flaky_server(1).await;
+    let client = ServiceBuilder::new()
+        .layer(TransientRetryLayer::new().base_backoff(ms(1)))
+        .layer(ErrorMappingLayer::new())
+        .service(support::client::<ReplayableBody>());
+    let req = Request::get(format!("http://{addr}/v1/models"))
+        .body(ReplayableBody::new(Empty::<Bytes>::new()))
+        .unwrap();
+    let response = client.oneshot(req).await.unwrap();
+    assert_eq!(response.status(), 200, "retried after the 503");
+    assert_eq!(*seen.lock().unwrap(), [Bytes::new(), Bytes::new()]);
+}
+
+#[tokio::test]
 async fn a_streaming_body_over_the_replay_cap_is_not_replayed() {
     let (addr, seen) = flaky_server(1).await;
     let client = ServiceBuilder::new()
@@ -541,6 +587,64 @@ async fn retry_after_over_the_wire() {
         took >= ms(120) && took < Duration::from_secs(5),
         "{took:?}: Retry-After, not the 10 s backoff"
     );
+}
+
+/// A server that answers every request with 429 and `retry-after: value`, and counts them.
+async fn quota_server(value: String) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let addr = support::serve(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let mut response = support::respond(429, r#"{"error":{"message":"quota exhausted"}}"#);
+        response
+            .headers_mut()
+            .insert("retry-after", value.parse().unwrap());
+        async move { response }
+    })
+    .await;
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn a_long_retry_after_over_the_wire_is_not_retried_early() {
+    let tomorrow =
+        httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(86_400));
+    for (value, want) in [
+        ("3601".to_owned(), Duration::from_secs(3601)),
+        (tomorrow, Duration::from_secs(86_400)),
+    ] {
+        let (addr, hits) = quota_server(value.clone()).await;
+        let client = ServiceBuilder::new()
+            .layer(TransientRetryLayer::new())
+            .layer(ErrorMappingLayer::new())
+            .service(support::client::<Empty<Bytes>>());
+        let req = Request::get(format!("http://{addr}/v1/models"))
+            .body(Empty::new())
+            .unwrap();
+        let err = client.oneshot(req).await.unwrap_err();
+        let api = err.downcast_ref::<ApiError>().expect("an ApiError");
+        assert_eq!(api.status(), 429);
+        let got = api.retry_after().expect("the server's wait is kept");
+        assert!(
+            got <= want && got + Duration::from_secs(5) >= want,
+            "{value}: {got:?}"
+        );
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "{value}: asked once, not again early"
+        );
+
+        // Without the error mapping, the raw 429 goes back the same way.
+        let (addr, hits) = quota_server(value.clone()).await;
+        let client = TransientRetryLayer::new()
+            .layer(support::client::<Empty<Bytes>>().map_err(BoxError::from));
+        let req = Request::get(format!("http://{addr}/v1/models"))
+            .body(Empty::new())
+            .unwrap();
+        assert_eq!(client.oneshot(req).await.unwrap().status(), 429);
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "{value}: raw response");
+    }
 }
 
 #[tokio::test]

@@ -51,7 +51,11 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// (8 s), less a random 0–25 % (jitter, so that clients do not retry in step). When the
 /// server says how long to wait (`retry-after-ms` or `Retry-After`, see
 /// [`parse_retry_after`](crate::errors::parse_retry_after)), that wait is used instead, with no
-/// jitter, capped at [`retry_after_cap`](TransientRetryPolicy::retry_after_cap) (60 s).
+/// jitter. A server wait longer than [`retry_after_cap`](TransientRetryPolicy::retry_after_cap)
+/// (60 s) is not retried at all: the caller gets the failure at once, with
+/// [`ApiError::retry_after`] telling how long the server asked for (a quota that resets
+/// tomorrow is not asked again in a minute). A `Retry-After` that is absent or unparseable is
+/// not such a wait: the computed backoff applies.
 ///
 /// **How much:** every request deposits into a [`TpsBudget`] and every retry withdraws from it;
 /// when it is empty, failures go back to the caller unretried. The default budget lets retries
@@ -126,8 +130,9 @@ impl TransientRetryPolicy {
         self
     }
 
-    /// The longest wait taken from the server's `Retry-After` (default 60 s): a longer one
-    /// is shortened to this.
+    /// The longest wait taken from the server's `Retry-After` (default 60 s). When the server
+    /// asks for a longer one, the request is not retried: the failure goes back to the caller
+    /// at once (with [`ApiError::retry_after`] set, when the error mapping is inside).
     pub fn retry_after_cap(mut self, wait: Duration) -> Self {
         self.config.retry_after_cap = wait;
         self
@@ -253,6 +258,16 @@ where
         if self.attempts >= self.config.max_retries || !can_replay(req) {
             return None;
         }
+        if let Some(wait) = server_wait.filter(|w| *w > self.config.retry_after_cap) {
+            // The server will not take it sooner: retrying early only spends its quota (and ours).
+            tracing::debug!(
+                method = %req.method(),
+                wait_s = wait.as_secs(),
+                cap_s = self.config.retry_after_cap.as_secs(),
+                "transient failure not retried: the server asked to wait longer than retry_after_cap"
+            );
+            return None;
+        }
         if !self.budget.withdraw() {
             tracing::debug!(
                 method = %req.method(),
@@ -261,7 +276,7 @@ where
             return None;
         }
         let wait = match server_wait {
-            Some(wait) => wait.min(self.config.retry_after_cap),
+            Some(wait) => wait,
             None => self.backoff(self.attempts),
         };
         self.attempts += 1;
@@ -323,73 +338,4 @@ impl fmt::Debug for RetryDelay {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_max_with_at_most_a_quarter_off() {
-        let policy = TransientRetryPolicy::new();
-        for (attempt, full_ms) in [
-            (0, 500),
-            (1, 1000),
-            (2, 2000),
-            (3, 4000),
-            (4, 8000),
-            (9, 8000),
-            (40, 8000),
-        ] {
-            for _ in 0..200 {
-                let wait = policy.backoff(attempt).as_secs_f64() * 1000.0;
-                assert!(
-                    wait <= full_ms as f64 && wait >= full_ms as f64 * 0.75,
-                    "{attempt}: {wait}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn idempotent_methods() {
-        let policy = TransientRetryPolicy::new();
-        for method in ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"] {
-            let req = Request::builder().method(method).body(()).unwrap();
-            assert!(policy.may_retry(&req), "{method}");
-        }
-        for method in ["POST", "PATCH", "CONNECT"] {
-            let req = Request::builder().method(method).body(()).unwrap();
-            assert!(!policy.may_retry(&req), "{method}");
-            assert!(policy.clone().retry_non_idempotent(true).may_retry(&req));
-            let keyed = Request::builder()
-                .method(method)
-                .header("Idempotency-Key", "k1")
-                .body(())
-                .unwrap();
-            assert!(policy.may_retry(&keyed));
-        }
-    }
-
-    #[derive(Debug)]
-    struct Wrapper(io::Error);
-    impl fmt::Display for Wrapper {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("wrapped")
-        }
-    }
-    impl StdError for Wrapper {
-        fn source(&self) -> Option<&(dyn StdError + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn connection_errors_are_found_in_the_source_chain() {
-        let refused = Wrapper(io::Error::from(io::ErrorKind::ConnectionRefused));
-        assert!(is_connection_error(&refused));
-        let reset: BoxError = Box::new(io::Error::from(io::ErrorKind::ConnectionReset));
-        assert!(is_connection_error(&*reset));
-        let other = Wrapper(io::Error::from(io::ErrorKind::PermissionDenied));
-        assert!(!is_connection_error(&other));
-        let plain: BoxError = "nope".into();
-        assert!(!is_connection_error(&*plain));
-    }
-}
+mod tests;

@@ -7,22 +7,27 @@
 //! 3. `retry-after: Wed, 21 Oct 2015 07:28:00 GMT` — an HTTP date, taken relative to `now`.
 //!
 //! A header that is missing, not UTF-8, negative, not a plain decimal number (`NaN`, `inf`, `1e3`,
-//! `+5` are all refused), a date in the past, or longer than [`MAX_RETRY_AFTER`] is ignored and
-//! the next form is tried; when none gives an answer the result is `None`. Nothing here panics,
-//! whatever the input.
+//! `+5` are all refused) or a date in the past is ignored and the next form is tried; when none
+//! gives an answer the result is `None`. A wait longer than [`MAX_RETRY_AFTER`] (a date next
+//! year, `99999999999`) is read as `MAX_RETRY_AFTER`: "absent" and "longer than you will wait"
+//! are different answers, and only the first lets a client fall back to its own backoff.
+//! Nothing here panics, whatever the input.
 
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
-/// The longest wait a `Retry-After` header is believed for: one hour. A longer one is ignored
-/// as absurd (the retry policy then falls back to its own backoff).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
+/// The longest wait a `Retry-After` header is read as: 31 days (a monthly quota). A longer one
+/// is read as this, not ignored: a server that says "not before next year" must not be asked
+/// again in a second. The retry policy does not retry a wait over its
+/// [`retry_after_cap`](crate::TransientRetryPolicy::retry_after_cap) at all.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(31 * 24 * 60 * 60);
 
 /// How long the server asks the client to wait before it retries, from `retry-after-ms` or
 /// `retry-after` in `headers`; an HTTP date is read relative to `now`.
 ///
-/// Values that are negative, garbage, in the past or over [`MAX_RETRY_AFTER`] are ignored.
+/// Values that are negative, garbage or in the past are ignored (`None`); a wait over
+/// [`MAX_RETRY_AFTER`] is read as `MAX_RETRY_AFTER`.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -67,7 +72,7 @@ fn parse_seconds(value: &str) -> Option<Duration> {
 fn parse_date(value: &str, now: SystemTime) -> Option<Duration> {
     let at = httpdate::parse_http_date(value).ok()?;
     let wait = at.duration_since(now).ok()?;
-    (wait <= MAX_RETRY_AFTER).then_some(wait)
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// `digits` or `digits.digits` (or `.digits` / `digits.`), nothing else: no sign, no exponent,
@@ -91,11 +96,10 @@ fn parse_decimal(value: &str) -> Option<f64> {
     value.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
+/// `secs` (finite and not negative: `parse_decimal` made it) as a wait, at most
+/// [`MAX_RETRY_AFTER`].
 fn within_cap(secs: f64) -> Option<Duration> {
-    if !(0.0..=MAX_RETRY_AFTER.as_secs_f64()).contains(&secs) {
-        return None;
-    }
-    Some(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())).ok()
 }
 
 #[cfg(test)]
@@ -129,7 +133,10 @@ mod tests {
             parse(&[("retry-after", "1.25")]),
             Some(Duration::from_millis(1250))
         );
-        assert_eq!(parse(&[("retry-after", "3600")]), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse(&[("retry-after", "3600")]),
+            Some(Duration::from_secs(3600))
+        );
     }
 
     #[test]
@@ -175,12 +182,40 @@ mod tests {
     }
 
     #[test]
-    fn past_and_far_dates_are_ignored() {
+    fn past_dates_are_ignored_and_far_ones_kept() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let past = httpdate::fmt_http_date(now - Duration::from_secs(5));
         assert_eq!(parse_at(&[("retry-after", &past)], now), None);
-        let far = httpdate::fmt_http_date(now + Duration::from_secs(2 * 3600));
-        assert_eq!(parse_at(&[("retry-after", &far)], now), None);
+        let tomorrow = httpdate::fmt_http_date(now + Duration::from_secs(24 * 3600));
+        assert_eq!(
+            parse_at(&[("retry-after", &tomorrow)], now),
+            Some(Duration::from_secs(24 * 3600))
+        );
+        let next_year = httpdate::fmt_http_date(now + Duration::from_secs(366 * 24 * 3600));
+        assert_eq!(
+            parse_at(&[("retry-after", &next_year)], now),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn long_waits_are_kept_not_ignored() {
+        assert_eq!(
+            parse(&[("retry-after", "3601")]),
+            Some(Duration::from_secs(3601))
+        );
+        assert_eq!(
+            parse(&[("retry-after-ms", "3600001")]),
+            Some(Duration::from_millis(3_600_001))
+        );
+        for huge in ["99999999999", "99999999999999999999999999999", "1e3x"] {
+            let got = parse(&[("retry-after", huge)]);
+            assert!(got.is_none() || got == Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        assert_eq!(
+            parse(&[("retry-after", "99999999999999999999999999999")]),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 
     #[test]
@@ -198,7 +233,6 @@ mod tests {
             ".",
             "0x10",
             "5 seconds",
-            "99999999999999999999999999999",
             "123456789012345678901234567890123",
             "Wed, 32 Oct 2015 07:28:00 GMT",
             "tomorrow",
@@ -206,8 +240,6 @@ mod tests {
             assert_eq!(parse(&[("retry-after", bad)]), None, "{bad:?}");
             assert_eq!(parse(&[("retry-after-ms", bad)]), None, "ms {bad:?}");
         }
-        assert_eq!(parse(&[("retry-after", "3601")]), None);
-        assert_eq!(parse(&[("retry-after-ms", "3600001")]), None);
         assert_eq!(parse(&[]), None);
     }
 

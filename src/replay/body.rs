@@ -19,7 +19,9 @@ use super::DEFAULT_REPLAY_CAP;
 /// Wrap a streaming body (an incoming request being proxied, a channel) in it when the request
 /// should survive a 401 replay or a transient retry. It keeps each frame it sends (by reference
 /// count for `Bytes` frames) until the cap; past the cap it drops what it kept and the request
-/// is not replayed. In-memory bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) need no wrapper.
+/// is not replayed. A body already at its end when wrapped (an empty GET's, which a client never
+/// polls) is replayable at once. In-memory bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) need
+/// no wrapper.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -80,6 +82,9 @@ impl ReplayableBody {
             .map_frame(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
             .map_err(Into::into)
             .boxed_unsync();
+        // A body already at its end (an empty GET's) is never polled by hyper: it is a complete
+        // recording of nothing from the start, or it could never be replayed.
+        let complete = inner.is_end_stream();
         ReplayableBody {
             state: State::Recording {
                 inner,
@@ -89,7 +94,7 @@ impl ReplayableBody {
                     len: 0,
                     cap,
                     overflowed: false,
-                    complete: false,
+                    complete,
                 })),
             },
         }
@@ -170,8 +175,22 @@ impl Body for ReplayableBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.state {
-            State::Recording { inner, .. } => inner.is_end_stream(),
-            State::Replaying { .. } => false,
+            State::Recording { inner, tape } => {
+                let end = inner.is_end_stream();
+                if end {
+                    // A client that sees the end does not poll again: what was sent is the
+                    // whole body.
+                    lock(tape).complete = true;
+                }
+                end
+            }
+            State::Replaying { tape, next } => {
+                let tape = lock(tape);
+                tape.complete
+                    && !tape.overflowed
+                    && (*next > tape.frames.len()
+                        || (*next == tape.frames.len() && tape.trailers.is_none()))
+            }
         }
     }
 

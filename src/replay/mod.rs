@@ -91,7 +91,7 @@ fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {
 mod tests {
     use super::*;
     use http::HeaderValue;
-    use http_body::Frame;
+    use http_body::{Body, Frame};
     use http_body_util::BodyExt;
     use http_body_util::StreamBody;
 
@@ -113,6 +113,41 @@ mod tests {
         assert!(can_replay(&copy));
         let again = copy.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(again, "abcd");
+    }
+
+    #[test]
+    fn an_empty_body_is_replayable_without_being_polled() {
+        // hyper never polls a body whose `is_end_stream()` is true (an empty GET's).
+        for body in [
+            ReplayableBody::new(Empty::<Bytes>::new()),
+            ReplayableBody::new(Full::new(Bytes::new())),
+        ] {
+            let req = Request::new(body);
+            assert!(req.body().is_end_stream());
+            let copy = try_clone_request(&req).unwrap();
+            assert!(
+                can_replay(&copy),
+                "nothing to send: complete from the start"
+            );
+            assert!(ReplayCopy::of(&req).unwrap().can_replay());
+            assert!(copy.body().is_end_stream(), "the replay is empty too");
+            assert_eq!(copy.body().size_hint().exact(), Some(0));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replay_says_when_it_is_at_its_end() {
+        let req = Request::new(stream(&[b"ab", b"cd"]));
+        let copy = try_clone_request(&req).unwrap();
+        req.into_body().collect().await.unwrap();
+        let mut replay = copy.into_body();
+        assert!(!replay.is_end_stream());
+        assert_eq!(replay.size_hint().exact(), Some(4));
+        replay.frame().await.unwrap().unwrap();
+        assert!(!replay.is_end_stream());
+        replay.frame().await.unwrap().unwrap();
+        assert!(replay.is_end_stream(), "no trailers: the end");
+        assert!(replay.frame().await.is_none());
     }
 
     #[tokio::test]

@@ -250,7 +250,7 @@ async fn a_hanging_source_times_out_for_every_waiter() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_caller_dropped_mid_load_leaves_the_cache_usable() {
+async fn a_caller_dropped_mid_load_does_not_cancel_the_load() {
     let source = Steered::new(KEY_A);
     source.set(Mode::Hang);
     let layer = BearerAuthLayer::new(source.clone());
@@ -263,6 +263,13 @@ async fn a_caller_dropped_mid_load_leaves_the_cache_usable() {
     let dropped = tokio::time::timeout(Duration::from_millis(10), fut).await;
     assert!(dropped.is_err());
     source.set(Mode::Key(KEY_A));
+    // The load goes on without its caller (a caller's timeout must not restart a slow load):
+    // the next request waits for it rather than start another, and shares its outcome.
+    let err = token(&mut svc).await.unwrap_err();
+    let key_err = err.downcast_ref::<KeyError>().expect("a KeyError");
+    assert_eq!(key_err.kind(), KeyErrorKind::Timeout);
+    assert_eq!(source.loads(), 1);
+    advance(Duration::from_secs(1)).await; // past the backoff
     assert_eq!(token(&mut svc).await.unwrap(), KEY_A);
     assert_eq!(source.loads(), 2);
 }

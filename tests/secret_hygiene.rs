@@ -192,11 +192,13 @@ async fn no_key_in_any_log_line_debug_or_display() {
     let res = client.clone().oneshot(post("two")).await.unwrap();
     assert_eq!(res.status(), 200, "healed by the replay");
 
-    // 3. A refresh that fails: the key is made due at once, the source is down, the current
-    //    key is served stale.
+    // 3. A refresh that fails: the key is made due at once (a zero hint counts as the 1 s
+    //    floor, so the test waits out that second: a deadline, not another task), the source
+    //    is down, the current key is served stale.
     source.set(Mode::Key(KEY_B, Some(Duration::ZERO)));
     handle.rotate().await.unwrap();
     source.set(Mode::Fail);
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
     let loads = source.loads.load(Ordering::SeqCst);
     let res = client.clone().oneshot(post("three")).await.unwrap();
     assert_eq!(res.status(), 200, "served stale");

@@ -46,7 +46,7 @@ impl BearerAuthLayer {
     /// A layer whose key comes from `source`.
     pub fn new(source: impl KeySource) -> Self {
         let static_key = source.is_static();
-        BearerAuthLayer {
+        let layer = BearerAuthLayer {
             cache: KeyCache::new(Box::new(source)),
             config: Arc::new(Config {
                 scope: Scope::default(),
@@ -55,7 +55,9 @@ impl BearerAuthLayer {
                 static_key,
                 load: Arc::default(),
             }),
-        }
+        };
+        layer.cache.register(&layer.config.load);
+        layer
     }
 
     /// Sends the key only to these hosts; a request for any other host fails with a
@@ -114,6 +116,7 @@ impl BearerAuthLayer {
     pub fn on_rotate(mut self, hook: impl Fn(&RotationEvent) + Send + Sync + 'static) -> Self {
         let config = Arc::make_mut(&mut self.config);
         Arc::make_mut(&mut config.load).hooks.push(Arc::new(hook));
+        self.cache.register(&self.config.load);
         self
     }
 
@@ -123,6 +126,7 @@ impl BearerAuthLayer {
     pub fn load_timeout(mut self, timeout: Duration) -> Self {
         let config = Arc::make_mut(&mut self.config);
         Arc::make_mut(&mut config.load).load_timeout = timeout;
+        self.cache.register(&self.config.load);
         self
     }
 

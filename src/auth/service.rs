@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::state::{send_with_key, CloneState, Config};
-use crate::cache::{Current, KeyCache};
+use crate::cache::{detached, Current, KeyCache};
 
 /// This clone's copy of the current header. Once the clone has its own [`CloneState`], its own
 /// allocation, so its reference count is touched by this clone's requests only.
@@ -20,17 +20,12 @@ struct LocalKey {
     epoch: u64,
     generation: u64,
     header: Option<HeaderValue>,
-    /// When the key falls due. A timer moves the epoch then, but a timer lives on one runtime,
-    /// which may be gone or idle: every `clock_every` requests the clone reads the clock too.
+    /// When the key falls due, read per request. A timer moves the epoch then too, but a timer
+    /// lives on one runtime, which may be gone or no longer driven: the clock bounds how stale
+    /// a key can get by time, whatever the traffic. Keys with no refresh hint (env, static)
+    /// have none and pay nothing.
     due_at: Option<Instant>,
-    /// Requests until the next clock read; never 0.
-    clock_in: u32,
-    /// 1 when no timer could be armed (no runtime when the key was stored).
-    clock_every: u32,
 }
-
-/// Requests between two clock reads of a clone whose key has a timer.
-const CLOCK_EVERY: u32 = 64;
 
 impl LocalKey {
     const EMPTY: LocalKey = LocalKey {
@@ -38,29 +33,19 @@ impl LocalKey {
         generation: 0,
         header: None,
         due_at: None,
-        clock_in: 1,
-        clock_every: 1,
     };
 
     #[inline(always)]
-    fn usable(&mut self, epoch: u64) -> Option<&HeaderValue> {
+    fn usable(&self, epoch: u64) -> Option<&HeaderValue> {
         if self.epoch != epoch {
             return None;
         }
-        if self.due_at.is_some() && self.clock_says_due() {
-            return None;
+        if let Some(at) = self.due_at {
+            if Instant::now() >= at {
+                return None;
+            }
         }
         self.header.as_ref()
-    }
-
-    #[inline]
-    fn clock_says_due(&mut self) -> bool {
-        self.clock_in -= 1;
-        if self.clock_in != 0 {
-            return false;
-        }
-        self.clock_in = self.clock_every;
-        self.due_at.is_some_and(|at| Instant::now() >= at)
     }
 
     fn update(&mut self, epoch: u64, current: &Current, own: bool) {
@@ -83,8 +68,6 @@ impl LocalKey {
         }
         self.epoch = epoch;
         self.due_at = current.refresh_at;
-        self.clock_every = if current.needs_clock { 1 } else { CLOCK_EVERY };
-        self.clock_in = self.clock_every;
     }
 }
 
@@ -182,14 +165,16 @@ impl<S: Clone> BearerAuth<S> {
         let settings = self.shared.config.load.clone();
         match cache.current() {
             Some(current) => {
-                if current.is_due(Instant::now()) {
-                    if let Some(claim) = cache.claim_refresh() {
-                        // This request refreshes; every other one keeps the current key
-                        // meanwhile. The future owns the claim: dropped, it gives it back.
-                        return self.call_after_load(req, Box::pin(claim.refresh(settings)));
-                    }
+                let now = Instant::now();
+                if !current.is_due(now) {
+                    cache.ensure_timer(&current, now);
+                } else if let Some(claim) = cache.claim_refresh() {
+                    // This request refreshes; every other one keeps the current key meanwhile.
+                    // The refresh is a task of its own, started now and holding the claim: a
+                    // future kept unpolled does not hold it up, and a caller's timeout that
+                    // drops this request does not cancel the load.
+                    return self.call_after_load(req, detached(claim.refresh(settings)));
                 }
-                cache.ensure_timer(&current);
                 self.local.update(epoch, &current, self.borrowing == 0);
                 let header = self
                     .local
@@ -198,7 +183,7 @@ impl<S: Clone> BearerAuth<S> {
                     .unwrap_or_else(|| current.key.header_value().clone());
                 send_with_key!(self.inner, &self.shared, req, header, current.generation)
             }
-            None => self.call_after_load(req, Box::pin(cache.load_first(settings))),
+            None => self.call_after_load(req, detached(cache.load_first(settings))),
         }
     }
 
@@ -244,18 +229,13 @@ impl<S: Clone> Clone for BearerAuth<S> {
         if local.epoch != epoch || local.header.is_none() {
             // The parent never sent a request (a template, cloned for each one) or its copy is
             // stale: take the cache's key, so the clone's request takes the hot path. The
-            // epoch is read first: a key stored meanwhile leaves the copy stale, not wrong. The
-            // clock is checked per request if the key has a refresh hint, as no timer has been
-            // seen to have not fired.
+            // epoch is read first: a key stored meanwhile leaves the copy stale, not wrong.
             if let Some(current) = cache.current() {
-                // The clone's first request reads the clock.
                 local = LocalKey {
                     epoch,
                     generation: current.generation,
                     header: Some(current.key.header_value().clone()),
                     due_at: current.refresh_at,
-                    clock_in: 1,
-                    clock_every: if current.needs_clock { 1 } else { CLOCK_EVERY },
                 };
             }
         }

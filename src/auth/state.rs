@@ -8,7 +8,7 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 
 use super::scope::Scope;
-use crate::cache::{Current, KeyCache, LoadFuture, LoadSettings};
+use crate::cache::{detached, Current, KeyCache, LoadFuture, LoadSettings};
 use crate::replay::ReplayCopy;
 use crate::KeyError;
 
@@ -38,8 +38,8 @@ pub(crate) struct Config {
 /// - `replay_service` is written once, by the clone's first slow path or first `clone()`, under
 ///   its lock; `has_replay_service` is set after, so a reader that sees it set finds it there.
 /// - The clone's `LocalKey` is a copy of the cache's header as of the cache's `epoch`: it is
-///   used only while the epoch has not moved, and the clock is read every `CLOCK_EVERY`
-///   requests (every request when no timer could be armed) in case the timer is lost.
+///   used only while the epoch has not moved and, for a key with a refresh point, while the
+///   clock says it is not due (the timer that moves the epoch may be lost with its runtime).
 ///
 /// Aligned (and so sized) to two cache lines: the reference count every request of a clone
 /// touches never shares a line with another clone's, whatever the allocator puts next to it.
@@ -111,12 +111,8 @@ impl<S, B> Sent<S, B> {
     /// now (a new one, or the same when the source has no other).
     pub(super) fn reload(&self) -> LoadFuture {
         let state = &self.state;
-        Box::pin(
-            state
-                .cache
-                .clone()
-                .reject(self.generation, state.config.load.clone()),
-        )
+        let cache = state.cache.clone();
+        detached(cache.reject(self.generation, state.config.load.clone()))
     }
 }
 

@@ -5,6 +5,7 @@
 //! each path re-checks after taking it whether the load it wanted already happened.
 
 mod claim;
+mod detach;
 mod handle;
 mod schedule;
 mod timer;
@@ -18,10 +19,12 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
 
+pub(crate) use detach::detached;
 pub use handle::KeyHandle;
 
 use crate::rotation::{RotateHook, RotationEvent, RotationReason};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
+use detach::CatchUnwind;
 use schedule::{backoff, deadline, refresh_ahead};
 use timer::TimerSlot;
 
@@ -36,8 +39,6 @@ pub(crate) struct Current {
     pub(crate) generation: u64,
     /// When the next refresh is due (refresh-ahead point, or the end of a backoff).
     pub(crate) refresh_at: Option<Instant>,
-    /// No timer could be armed (no tokio runtime): services must check the clock per request.
-    pub(crate) needs_clock: bool,
 }
 
 impl Current {
@@ -89,6 +90,9 @@ pub(crate) struct KeyCache {
     /// even after A -> B -> A. Digests, not keys: old secrets are not kept.
     history: Mutex<VecDeque<(u64, u64)>>,
     timer: TimerSlot,
+    /// The settings of every layer value that shares this cache, weakly: a change of the key
+    /// is reported to the hooks of all of them, whichever drove it.
+    hook_sets: Mutex<Vec<Weak<LoadSettings>>>,
 }
 
 #[derive(Default)]
@@ -116,7 +120,19 @@ impl KeyCache {
             flight: tokio::sync::Mutex::new(Flight::default()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             timer: TimerSlot::default(),
+            hook_sets: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Makes the hooks of `settings` hear every change of the key from now on.
+    pub(crate) fn register(&self, settings: &Arc<LoadSettings>) {
+        let Ok(mut sets) = self.hook_sets.lock() else {
+            return;
+        };
+        sets.retain(|set| set.strong_count() > 0);
+        if !sets.iter().any(|set| set.as_ptr() == Arc::as_ptr(settings)) {
+            sets.push(Arc::downgrade(settings));
+        }
     }
 
     #[inline]
@@ -134,8 +150,11 @@ impl KeyCache {
 
     /// Arms a refresh timer on the caller's runtime when the key has a refresh point and no
     /// timer is armed (the last one's runtime went away).
-    pub(crate) fn ensure_timer(&self, current: &Current) {
-        if current.refresh_at.is_some() && !current.needs_clock && !self.timer.is_armed() {
+    pub(crate) fn ensure_timer(&self, current: &Current, now: Instant) {
+        // A point already past is due now: the caller refreshes, no timer needed (one would
+        // fire at once and send every service down the slow path again).
+        let ahead = current.refresh_at.is_some_and(|at| at > now);
+        if ahead && !self.timer.is_armed() {
             self.timer.arm(&self.me, current.refresh_at);
         }
     }
@@ -194,7 +213,6 @@ impl KeyCache {
                     key: cur.key.clone(),
                     generation: cur.generation,
                     refresh_at: deadline(Instant::now(), delay),
-                    needs_clock: false,
                 }))
             }
         }
@@ -296,7 +314,8 @@ impl KeyCache {
     ) -> Result<ApiKey, KeyError> {
         let index = self.started.fetch_add(1, Ordering::AcqRel);
         let timeout = settings.load_timeout;
-        let result = match tokio::time::timeout(timeout, self.source.load()).await {
+        let load = CatchUnwind::new(self.source.load());
+        let result = match tokio::time::timeout(timeout, load).await {
             Ok(result) => result,
             Err(_) => Err(KeyError::new(
                 KeyErrorKind::Timeout,
@@ -343,7 +362,6 @@ impl KeyCache {
             key,
             generation,
             refresh_at,
-            needs_clock: false,
         });
         if changed {
             if let Ok(mut history) = self.history.lock() {
@@ -363,27 +381,41 @@ impl KeyCache {
                 new = event.new_fingerprint(),
                 "API key rotated"
             );
-            run_hooks(&settings.hooks, &event);
+            self.run_hooks(settings, &event);
         }
         installed
     }
 
+    /// Runs every registered hook once (a hook set before a layer was cloned is in both
+    /// clones' settings), the driver's own included.
+    fn run_hooks(&self, driver: &LoadSettings, event: &RotationEvent) {
+        let sets: Vec<Arc<LoadSettings>> = self
+            .hook_sets
+            .lock()
+            .map(|sets| sets.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default();
+        let mut ran: Vec<*const ()> = Vec::new();
+        let all = std::iter::once(driver).chain(sets.iter().map(|s| &**s));
+        for hook in all.flat_map(|set| set.hooks.iter()) {
+            let id = Arc::as_ptr(hook) as *const ();
+            if ran.contains(&id) {
+                continue;
+            }
+            ran.push(id);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
+            if outcome.is_err() {
+                tracing::error!("an on_rotate hook panicked; the rotation itself went through");
+            }
+        }
+    }
+
     /// Publishes a snapshot and arms the timer that marks it due.
-    fn store(&self, mut current: Current) -> Arc<Current> {
-        current.needs_clock = !self.timer.arm(&self.me, current.refresh_at);
+    fn store(&self, current: Current) -> Arc<Current> {
+        self.timer.arm(&self.me, current.refresh_at);
         let current = Arc::new(current);
         self.current.store(Some(current.clone()));
         self.bump_epoch();
         current
-    }
-}
-
-fn run_hooks(hooks: &[RotateHook], event: &RotationEvent) {
-    for hook in hooks {
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
-        if ran.is_err() {
-            tracing::error!("an on_rotate hook panicked; the rotation itself went through");
-        }
     }
 }
 

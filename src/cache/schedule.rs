@@ -10,6 +10,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Refresh hints are clamped to this: `Duration::MAX` means "as good as never", and no
 /// deadline computed from a hint may overflow (hints come from the network, e.g. Vault leases).
 pub(crate) const MAX_REFRESH_HINT: Duration = Duration::from_secs(365 * 24 * 3600);
+/// And from below to this: a zero or tiny hint (`expires_in: 0` from a token endpoint) would
+/// make every key due the moment it is stored, and every request load.
+pub(crate) const MIN_REFRESH_HINT: Duration = Duration::from_secs(1);
 
 /// `now + wait`, or `None` ("never") when that is past what `Instant` can hold.
 pub(crate) fn deadline(now: Instant, wait: Duration) -> Option<Instant> {
@@ -24,10 +27,10 @@ pub(crate) fn backoff(failures: u32) -> Duration {
     base.mul_f64(0.8 + 0.4 * fastrand::f64())
 }
 
-/// When to start refreshing a key good for `ttl`: somewhere in the last tenth of it. Hints
-/// over [`MAX_REFRESH_HINT`] count as that.
+/// When to start refreshing a key good for `ttl`: somewhere in the last tenth of it. Hints are
+/// clamped to [`MIN_REFRESH_HINT`] ..= [`MAX_REFRESH_HINT`].
 pub(crate) fn refresh_ahead(ttl: Duration) -> Duration {
-    ttl.min(MAX_REFRESH_HINT)
+    ttl.clamp(MIN_REFRESH_HINT, MAX_REFRESH_HINT)
         .mul_f64(0.9 + 0.1 * fastrand::f64())
 }
 
@@ -48,5 +51,6 @@ mod tests {
             assert!(deadline(now, ahead).is_some());
         }
         assert_eq!(deadline(now, Duration::MAX), None);
+        assert!(refresh_ahead(Duration::ZERO) >= MIN_REFRESH_HINT.mul_f64(0.9));
     }
 }

@@ -3,8 +3,8 @@
 //! The timer is a task on the runtime of whoever stored the key. That runtime may go away (a
 //! warm-up runtime, one per test) or stop being driven; so the timer is a help, not the rule:
 //! a timer dropped before it fired gives its slot back and moves the epoch, so every service
-//! looks again and the next slow path arms a new one on its own runtime, and services also
-//! read the clock now and then themselves (see `LocalKey` in `auth`).
+//! looks again and the next slow path arms a new one on its own runtime; and services read the
+//! clock themselves for a key with a refresh point (see `LocalKey` in `auth`).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, Weak};
@@ -22,9 +22,9 @@ pub(super) struct TimerSlot {
 }
 
 impl TimerSlot {
-    /// Arms a timer that moves `cache`'s epoch at `at`, replacing the one armed before. No
-    /// runtime here: returns `false`, and the services check the clock themselves.
-    pub(super) fn arm(&self, cache: &Weak<KeyCache>, at: Option<Instant>) -> bool {
+    /// Arms a timer that moves `cache`'s epoch at `at`, replacing the one armed before (none
+    /// when there is no runtime here: the services read the clock themselves).
+    pub(super) fn arm(&self, cache: &Weak<KeyCache>, at: Option<Instant>) {
         let handle = at.and_then(|at| Some((tokio::runtime::Handle::try_current().ok()?, at)));
         let armed = handle.map(|(handle, at)| {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -43,13 +43,11 @@ impl TimerSlot {
             });
             (id, task.abort_handle())
         });
-        let ok = armed.is_some() || at.is_none();
         if let Ok(mut slot) = self.armed.lock() {
             if let Some((_, old)) = std::mem::replace(&mut *slot, armed) {
                 old.abort();
             }
         }
-        ok
     }
 
     /// Whether a timer is armed and has not been dropped.

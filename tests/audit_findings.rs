@@ -169,8 +169,12 @@ async fn finding_a_refresh_slower_than_the_callers_timeout_never_lands() {
         }
         advance(Duration::from_secs(1)).await;
     }
+    // Since the fix, a load runs as a task of its own: each refresh lands, once. The request
+    // that drives a refresh still waits for it (the documented single flight), so it alone
+    // may time out: at most one failure per refresh, never a storm of loads.
+    let refreshes = source.finished() - 1;
     assert!(
-        fresh > 0 && failed <= 1,
+        fresh > 0 && failed <= refreshes.max(1) && source.started() <= source.finished() + 1,
         "a minute of traffic after the key fell due: {fresh} requests with the new key, \
          {stale} with the old one, {failed} failed; {} loads started, {} finished",
         source.started(),

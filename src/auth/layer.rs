@@ -23,9 +23,10 @@ use crate::KeySource;
 ///
 /// Clones of the layer share the key cache: the key, its refresh and the single-flight loads.
 /// The options are the clone's own: a setter called on a clone (`restrict_to_hosts`,
-/// `on_rotate`, `load_timeout`, …) changes that clone and the services and handles it makes
-/// afterwards, never the original. A hook hears the rotations that its layer's services and
-/// handles drive. Build a new layer for an independent cache.
+/// `load_timeout`, `on_rotate`, …) changes that clone and the services and handles it makes
+/// afterwards, never the original's options. Hooks watch the key, which is shared: a hook
+/// hears every change of it from the moment it is set, whichever clone, service or handle
+/// drove the load. Build a new layer for an independent cache.
 ///
 /// ```
 /// use std::time::Duration;
@@ -112,7 +113,8 @@ impl BearerAuthLayer {
     /// Calls `hook` each time the cached key changes, with fingerprints only.
     ///
     /// Hooks run on the task that loaded the key; keep them quick. A panicking hook is caught
-    /// and logged. Several hooks may be set; they run in order.
+    /// and logged. Several hooks may be set; they run in order, each once per change, and hear
+    /// every change of the key this layer's cache holds, whoever drove it.
     pub fn on_rotate(mut self, hook: impl Fn(&RotationEvent) + Send + Sync + 'static) -> Self {
         let config = Arc::make_mut(&mut self.config);
         Arc::make_mut(&mut config.load).hooks.push(Arc::new(hook));

@@ -81,6 +81,7 @@
 //! | `full`  | no      | all of the above |
 
 #![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -150,6 +151,7 @@ pub mod __fuzz {
 
     /// What [`parse_vault_kv`] read. No `Debug`: it holds the secret.
     #[cfg(feature = "vault")]
+    #[allow(missing_debug_implementations)]
     pub struct VaultKvRead {
         /// The field's value.
         pub value: String,

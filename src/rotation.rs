@@ -7,6 +7,7 @@ pub(crate) type RotateHook = Arc<dyn Fn(&RotationEvent) + Send + Sync + 'static>
 
 /// Why the cached key changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RotationReason {
     /// The first key was loaded.
     Initial,

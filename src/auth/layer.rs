@@ -38,6 +38,7 @@ use crate::KeySource;
 ///     .on_rotate(|event| println!("{event}"));
 /// ```
 #[derive(Clone)]
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct BearerAuthLayer {
     cache: Arc<KeyCache>,
     config: Arc<Config>,

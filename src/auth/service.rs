@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use tower::BoxError;
 use tower_service::Service;
 
-use super::future::ResponseFuture;
-use super::state::{send_with_key, CloneState, Config};
+use super::future::{send_with_key, ResponseFuture};
+use super::state::{CloneState, Config};
 use crate::cache::{detached, Current, KeyCache};
 
 /// This clone's copy of the current header. Once the clone has its own [`CloneState`], its own

@@ -153,37 +153,6 @@ impl<S: Clone, B: 'static> Sent<S, B> {
     }
 }
 
-/// Puts `$header` on `$req`, keeps what a 401 needs (unless the key is static), and calls
-/// `$inner`, making the [`ResponseFuture`](super::ResponseFuture): the one way a request leaves
-/// the layer with the key on it.
-///
-/// A macro, not a function: through a function the request and the replay copy are moved
-/// once more, which cost about 70 instructions per request under callgrind
-/// (`benches/instructions.rs`). Here each part is built where the future holds it.
-macro_rules! send_with_key {
-    ($inner:expr, $state:expr, $req:expr, $header:expr, $generation:expr) => {{
-        let mut req = $req;
-        let state: &::std::sync::Arc<$crate::auth::state::CloneState<_>> = $state;
-        if state.config.static_key {
-            req.headers_mut()
-                .insert(::http::header::AUTHORIZATION, $header);
-            $crate::auth::future::ResponseFuture::sending($inner.call(req), None)
-        } else {
-            // Copied before the header goes on, so the copy never holds the key.
-            let copy = if state.config.retry_on_unauthorized {
-                $crate::replay::ReplayCopy::of(&req)
-            } else {
-                None
-            };
-            req.headers_mut()
-                .insert(::http::header::AUTHORIZATION, $header);
-            let sent = $crate::auth::state::Sent::new(state.clone(), $generation, copy);
-            $crate::auth::future::ResponseFuture::sending($inner.call(req), Some(sent))
-        }
-    }};
-}
-pub(crate) use send_with_key;
-
 /// Whether `response` is the layer's to handle: a 401 to the key it sent (not to the caller's
 /// own header, for which nothing was kept).
 #[inline(always)]

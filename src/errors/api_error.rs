@@ -26,6 +26,7 @@ const SECRET_HEADERS: &[&str] = &[
 
 /// What kind of failure a status stands for. See [`ApiErrorKind::from_status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ApiErrorKind {
     /// 400: the request was malformed or invalid.
     BadRequest,

@@ -14,7 +14,7 @@ use tokio::time::Sleep;
 use tower::BoxError;
 
 use super::api_error::ApiError;
-use super::layer::{Config, DEFAULT_BODY_CAP};
+use super::config::{Config, DEFAULT_BODY_CAP};
 
 /// Frames read in one poll before the read yields to the runtime.
 const FRAMES_PER_POLL: usize = 64;

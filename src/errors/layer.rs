@@ -4,13 +4,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::config::Config;
 use super::service::ErrorMapping;
-
-/// Default for [`ErrorMappingLayer::body_cap`]: 64 KiB.
-pub const DEFAULT_BODY_CAP: usize = 64 * 1024;
-
-/// Default for [`ErrorMappingLayer::body_timeout`]: 10 s.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Turns every response with a status of 400 or more into an [`ApiError`](crate::ApiError).
 ///
@@ -29,23 +24,9 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 ///     .body_timeout(Duration::from_secs(2));
 /// ```
 #[derive(Clone, Copy, Debug)]
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct ErrorMappingLayer {
     config: Config,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Config {
-    pub(crate) body_cap: usize,
-    pub(crate) body_timeout: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            body_cap: DEFAULT_BODY_CAP,
-            body_timeout: DEFAULT_BODY_TIMEOUT,
-        }
-    }
 }
 
 impl ErrorMappingLayer {

@@ -65,6 +65,7 @@
 
 mod api_error;
 mod body;
+mod config;
 mod future;
 mod layer;
 mod redact;
@@ -75,8 +76,9 @@ mod service;
 
 pub use api_error::{ApiError, ApiErrorKind};
 pub(crate) use body::parse_error_body;
+pub use config::{DEFAULT_BODY_CAP, DEFAULT_BODY_TIMEOUT};
 pub use future::ResponseFuture;
-pub use layer::{ErrorMappingLayer, DEFAULT_BODY_CAP, DEFAULT_BODY_TIMEOUT};
+pub use layer::ErrorMappingLayer;
 pub(crate) use redact::safe_message;
 pub use retry::{
     RetryDelay, TransientRetryPolicy, DEFAULT_BASE_BACKOFF, DEFAULT_MAX_BACKOFF,

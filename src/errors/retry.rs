@@ -80,6 +80,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// let layer = RetryLayer::new(policy); // or TransientRetryLayer
 /// ```
 #[derive(Clone)]
+#[must_use = "a policy does nothing until a retry layer uses it"]
 pub struct TransientRetryPolicy {
     config: Config,
     budget: Arc<TpsBudget>,

@@ -25,6 +25,7 @@ use super::retry::TransientRetryPolicy;
 ///     .retry_after_cap(Duration::from_secs(20));
 /// ```
 #[derive(Clone, Debug, Default)]
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct TransientRetryLayer {
     policy: TransientRetryPolicy,
 }

@@ -6,8 +6,8 @@ use http::Response;
 use tower::BoxError;
 use tower_service::Service;
 
+use super::config::Config;
 use super::future::ResponseFuture;
-use super::layer::Config;
 
 /// The service made by [`ErrorMappingLayer`](crate::ErrorMappingLayer): responses of 400 and
 /// above become [`ApiError`](crate::ApiError)s; everything else passes through untouched.

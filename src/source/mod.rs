@@ -39,7 +39,7 @@ mod vault;
 pub use env::EnvKeySource;
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
-pub use file::FileKeySource;
+pub use file::{FileKeySource, DEFAULT_FILE_REFRESH};
 pub use fixed::StaticKey;
 #[cfg(feature = "vault")]
 pub(crate) use vault::{parse_auth_response, parse_kv_response, vault_messages};

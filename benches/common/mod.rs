@@ -18,7 +18,7 @@ pub type Make = fn() -> Request<Full<Bytes>>;
 pub const KEY: &str = "sk-bench-0123456789abcdef0123456789";
 pub const URL: &str = "https://api.azerion.ai/v1/models";
 
-/// A GET with an empty body and no headers of its own, as the lead's first sketch built it.
+/// A GET with an empty body and no headers of its own.
 #[inline(never)]
 pub fn request() -> Request<Full<Bytes>> {
     Request::get(URL).body(Full::new(Bytes::new())).unwrap()

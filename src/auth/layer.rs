@@ -84,8 +84,8 @@ impl BearerAuthLayer {
     /// counts as encrypted; `http`, `ws` and any other scheme go to loopback hosts only
     /// (127.0.0.0/8, `::1`, `localhost`), and a request with neither scheme nor host (origin
     /// form, `/v1/models`) is refused, since nothing says where its connection goes.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        Arc::make_mut(&mut self.config).scope.allow_insecure_http = allow;
+    pub fn allow_insecure_http(mut self, yes: bool) -> Self {
+        Arc::make_mut(&mut self.config).scope.allow_insecure_http = yes;
         self
     }
 

@@ -16,7 +16,7 @@ use crate::cache::{detached, Current, KeyCache};
 /// This clone's copy of the current header. Once the clone has its own [`CloneState`], its own
 /// allocation, so its reference count is touched by this clone's requests only.
 #[derive(Clone)]
-struct LocalKey {
+struct HeaderCopy {
     epoch: u64,
     generation: u64,
     header: Option<HeaderValue>,
@@ -27,8 +27,8 @@ struct LocalKey {
     due_at: Option<Instant>,
 }
 
-impl LocalKey {
-    const EMPTY: LocalKey = LocalKey {
+impl HeaderCopy {
+    const EMPTY: HeaderCopy = HeaderCopy {
         epoch: u64::MAX,
         generation: 0,
         header: None,
@@ -73,11 +73,17 @@ impl LocalKey {
 
 /// The service made by [`BearerAuthLayer`](crate::BearerAuthLayer).
 ///
-/// `Clone` when `S` is; clones share the layer's key cache.
+/// # Clone
+///
+/// `Clone` when `S` is. Clones share the layer's key cache (the key, its refresh, the single
+/// flight of loads) and its options and hooks. Each clone has its own copy of the header and,
+/// after its first few requests, its own per-clone state, so long-lived clones on different
+/// threads touch no common reference count per request; a clone made for one request
+/// (`clone().oneshot(..)`) borrows its parent's and allocates nothing.
 pub struct BearerAuth<S> {
     inner: S,
     shared: Arc<CloneState<S>>,
-    local: LocalKey,
+    local: HeaderCopy,
     /// Requests left before this clone stops borrowing its parent's [`CloneState`] and header and
     /// makes its own; 0 once it has them. A clone made for one request (`clone().oneshot()`)
     /// so costs no allocation; a long-lived one soon stops sharing reference counts.
@@ -92,7 +98,7 @@ impl<S> BearerAuth<S> {
         BearerAuth {
             inner,
             shared: Arc::new(CloneState::new(cache, config)),
-            local: LocalKey::EMPTY,
+            local: HeaderCopy::EMPTY,
             borrowing: 0,
         }
     }
@@ -115,7 +121,7 @@ impl<S> BearerAuth<S> {
 
 impl<S, B, ResBody> Service<Request<B>> for BearerAuth<S>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
     B: 'static,
 {
@@ -213,7 +219,7 @@ impl<S> BearerAuth<S> {
                 self.shared.config.clone(),
             ));
             // The next call takes the slow path once: its own header, its own replay service.
-            self.local = LocalKey::EMPTY;
+            self.local = HeaderCopy::EMPTY;
         }
     }
 }
@@ -231,7 +237,7 @@ impl<S: Clone> Clone for BearerAuth<S> {
             // stale: take the cache's key, so the clone's request takes the hot path. The
             // epoch is read first: a key stored meanwhile leaves the copy stale, not wrong.
             if let Some(current) = cache.current() {
-                local = LocalKey {
+                local = HeaderCopy {
                     epoch,
                     generation: current.generation,
                     header: Some(current.key.header_value().clone()),

@@ -27,7 +27,7 @@ pub(crate) struct Config {
 
 /// What one clone of [`BearerAuth`](crate::BearerAuth) and its response futures share.
 ///
-/// Invariants, for the state of a clone (this, and `LocalKey` and `borrowing` in
+/// Invariants, for the state of a clone (this, and `HeaderCopy` and `borrowing` in
 /// `service.rs`):
 ///
 /// - One `CloneState` per long-lived clone: every request clones its `Arc` (into [`Sent`]), so
@@ -37,7 +37,7 @@ pub(crate) struct Config {
 /// - `cache` and `config` are the layer's, never changed: a layer setter makes a new `Config`.
 /// - `replay_service` is written once, by the clone's first slow path or first `clone()`, under
 ///   its lock; `has_replay_service` is set after, so a reader that sees it set finds it there.
-/// - The clone's `LocalKey` is a copy of the cache's header as of the cache's `epoch`: it is
+/// - The clone's `HeaderCopy` is a copy of the cache's header as of the cache's `epoch`: it is
 ///   used only while the epoch has not moved and, for a key with a refresh point, while the
 ///   clock says it is not due (the timer that moves the epoch may be lost with its runtime).
 ///

@@ -4,7 +4,7 @@
 //! warm-up runtime, one per test) or stop being driven; so the timer is a help, not the rule:
 //! a timer dropped before it fired gives its slot back and moves the epoch, so every service
 //! looks again and the next slow path arms a new one on its own runtime; and services read the
-//! clock themselves for a key with a refresh point (see `LocalKey` in `auth`).
+//! clock themselves for a key with a refresh point (see `HeaderCopy` in `auth`).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, Weak};

@@ -28,13 +28,11 @@ use super::DEFAULT_REPLAY_CAP;
 /// use http_body_util::{BodyExt, Full};
 /// use tower_bearer::ReplayableBody;
 ///
-/// # tokio_test_block_on(async {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
 /// let body = ReplayableBody::new(Full::new(Bytes::from_static(b"{\"model\":\"x\"}")));
 /// let collected = body.collect().await.unwrap().to_bytes();
 /// assert_eq!(collected, "{\"model\":\"x\"}");
-/// # });
-/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
 pub struct ReplayableBody {

@@ -139,13 +139,7 @@ const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// | no answer within the [`timeout`](VaultKeySourceBuilder::timeout) | `Timeout` |
 /// | an answer that is not JSON or not a KV read | `Unreadable` |
 /// | a redirect to another origin, to clear text, or too many; bad configuration at `build` | `Config` |
-///
-/// # Testing
-///
-/// This source is tested against a real OpenBao dev server (`tests/openbao.rs`, run by CI:
-/// `BAO_BIN=$(.ci/install-openbao) cargo test --all-features --test openbao -- --ignored`),
-/// and against the responses documented in Vault's API docs, served byte for byte by a
-/// fixture server on loopback, for the shapes a dev server cannot produce.
+
 #[derive(Clone)]
 pub struct VaultKeySource {
     inner: Arc<Inner>,

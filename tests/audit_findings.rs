@@ -401,14 +401,14 @@ fn finding_the_clock_fallback_counts_requests_not_time() {
     let source = Steered::new(KEY_A, Some(TTL));
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
-    let idle = paused_runtime();
+    let idle = support::paused_runtime();
     idle.block_on(async {
         for _ in 0..2 {
             assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
         }
     });
     source.set(Some(KEY_B));
-    paused_runtime().block_on(async {
+    support::paused_runtime().block_on(async {
         // One request an hour for two days.
         let mut tokens = Vec::new();
         for _ in 0..48 {
@@ -993,14 +993,6 @@ async fn holds_refresh_401_and_rotate_racing_on_a_multi_thread_runtime() {
     assert!(loads <= 1 + 50 + 40 + 1600, "{loads} loads");
 }
 
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
-
 /// HOLDS: when the runtime that armed the refresh timer is dropped, the next request on
 /// another runtime re-arms it there, so the very first request after the refresh point
 /// refreshes (not only the 64th, which is all the clock fallback promises), and that across
@@ -1010,7 +1002,7 @@ fn holds_the_timer_is_re_armed_on_the_next_runtime() {
     let source = Steered::new(KEY_A, Some(TTL));
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
-    let first = paused_runtime();
+    let first = support::paused_runtime();
     first.block_on(async {
         for _ in 0..2 {
             assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
@@ -1018,7 +1010,7 @@ fn holds_the_timer_is_re_armed_on_the_next_runtime() {
     });
     drop(first);
     for (key, wait) in [(KEY_B, 2 * TTL), (KEY_A, 6 * TTL)] {
-        let next = paused_runtime();
+        let next = support::paused_runtime();
         next.block_on(async {
             // The dropped timer moved the epoch: this request re-arms a timer here.
             send(&mut svc).await.unwrap();

@@ -225,7 +225,7 @@ fn file_modes_bind() -> bool {
 fn a_key_file_made_unreadable_mid_run() {
     use std::os::unix::process::CommandExt;
     if file_modes_bind() {
-        return paused_runtime().block_on(permissions_removed_scenario());
+        return support::paused_runtime().block_on(permissions_removed_scenario());
     }
     use std::os::unix::fs::PermissionsExt;
     // A copy of this test binary where user 65534 can reach it (the build directory may sit
@@ -268,15 +268,7 @@ fn a_key_file_made_unreadable_mid_run() {
 #[ignore = "run by a_key_file_made_unreadable_mid_run as an unprivileged user"]
 fn unprivileged_permissions_removed() {
     assert!(file_modes_bind(), "must run as a user that file modes bind");
-    paused_runtime().block_on(permissions_removed_scenario());
-}
-
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
+    support::paused_runtime().block_on(permissions_removed_scenario());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -171,14 +171,6 @@ async fn a_401_does_not_take_the_result_of_a_load_that_started_before_it() {
     assert_eq!((res.status(), res.body().as_str()), (StatusCode::OK, KEY_B));
 }
 
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn the_refresh_survives_the_runtime_that_stored_the_key() {
     let source = Steered::new(KEY_A, Some(TTL));
@@ -186,7 +178,7 @@ fn the_refresh_survives_the_runtime_that_stored_the_key() {
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
     // A warm-up runtime loads the key (and its refresh timer lives there), then goes away.
-    let warm_up = paused_runtime();
+    let warm_up = support::paused_runtime();
     warm_up.block_on(async {
         // Two requests: the first loads, the second takes the key into the service's copy.
         for _ in 0..2 {
@@ -195,7 +187,7 @@ fn the_refresh_survives_the_runtime_that_stored_the_key() {
     });
     drop(warm_up);
     source.set(Some(KEY_B));
-    paused_runtime().block_on(async {
+    support::paused_runtime().block_on(async {
         advance(TTL + Duration::from_secs(5)).await;
         let (status, token) = send(&mut svc).await.unwrap();
         assert_eq!((status, token.as_str()), (StatusCode::OK, KEY_B));
@@ -207,14 +199,14 @@ fn the_refresh_survives_a_runtime_that_is_kept_but_never_driven() {
     let source = Steered::new(KEY_A, Some(TTL));
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
-    let idle = paused_runtime();
+    let idle = support::paused_runtime();
     idle.block_on(async {
         for _ in 0..2 {
             assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
         }
     });
     source.set(Some(KEY_B));
-    paused_runtime().block_on(async {
+    support::paused_runtime().block_on(async {
         advance(TTL + Duration::from_secs(5)).await;
         // The idle runtime's timer never fires; the service reads the clock now and then.
         let mut sent_a = 0;

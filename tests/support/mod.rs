@@ -22,6 +22,16 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+/// A current-thread runtime with time and I/O on, its clock paused: for tests that need a
+/// runtime of their own (one that goes away, or is kept idle).
+pub fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
 /// A plain-http hyper-util client for request bodies of type `B`.
 pub fn client<B>() -> Client<HttpConnector, B>
 where

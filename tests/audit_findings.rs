@@ -33,7 +33,8 @@ use futures_util::FutureExt;
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
-use support::sources::{api, Steered};
+use support::advance;
+use support::sources::{accepting, api, req, send, Steered};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
     ApiKey, BearerAuthLayer, FileKeySource, KeyError, KeyErrorKind, KeyFuture, KeySource,
@@ -43,33 +44,6 @@ use tower_bearer::{
 const KEY_A: &str = "sk-audit-round2-AAAAAAAAAAAA";
 const KEY_B: &str = "sk-audit-round2-BBBBBBBBBBBB";
 const TTL: Duration = Duration::from_secs(60);
-
-fn req() -> Request<Full<Bytes>> {
-    Request::post("https://api.azerion.ai/v1/chat/completions")
-        .body(Full::new(Bytes::from_static(b"{}")))
-        .unwrap()
-}
-
-/// The token the API saw, and the status it answered.
-async fn send<S>(svc: &mut S) -> Result<(StatusCode, String), BoxError>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<String>, Error = BoxError>,
-{
-    let res = svc.ready().await?.call(req()).await?;
-    Ok((res.status(), res.into_body()))
-}
-
-/// Moves the paused clock and lets timer tasks run.
-async fn advance(by: Duration) {
-    tokio::time::advance(by).await;
-    for _ in 0..4 {
-        tokio::task::yield_now().await;
-    }
-}
-
-fn accepting(key: &str) -> Arc<Mutex<String>> {
-    Arc::new(Mutex::new(key.to_owned()))
-}
 
 /// A source with a latency (a Vault across a busy network), and a switch that makes it panic
 /// (a bug in a source, or in a library it calls). Counts the loads started and finished.

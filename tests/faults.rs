@@ -11,6 +11,8 @@
 
 mod support;
 
+use support::advance;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::Path;
@@ -76,14 +78,6 @@ where
         .await
         .unwrap()
         .into_body()
-}
-
-/// Moves the paused clock and lets the refresh timer task run.
-async fn advance(by: Duration) {
-    tokio::time::advance(by).await;
-    for _ in 0..4 {
-        tokio::task::yield_now().await;
-    }
 }
 
 /// A cached key from a file; `break_file` ruins the file; the layer keeps serving the cached

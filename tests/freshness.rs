@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::advance;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,14 +86,6 @@ async fn token(svc: &mut Svc) -> Result<String, BoxError> {
         .body(Empty::new())
         .unwrap();
     Ok(svc.ready().await?.call(req).await?.into_body())
-}
-
-/// Lets the refresh timer task run after the clock moved.
-async fn advance(by: Duration) {
-    tokio::time::advance(by).await;
-    for _ in 0..4 {
-        tokio::task::yield_now().await;
-    }
 }
 
 #[tokio::test(start_paused = true)]

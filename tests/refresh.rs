@@ -4,47 +4,21 @@
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use http_body_util::Full;
-use support::sources::{api, Steered};
-use tower::{BoxError, Layer, Service, ServiceExt};
+use support::advance;
+use support::sources::{accepting, api, req, send, Steered};
+use tower::{Layer, Service, ServiceExt};
 use tower_bearer::{ApiKey, BearerAuthLayer, FileKeySource, StaticKey};
 
 const KEY_A: &str = "sk-refresh-key-AAAAAAAAAAAA";
 const KEY_B: &str = "sk-refresh-key-BBBBBBBBBBBB";
 const TTL: Duration = Duration::from_secs(60);
-
-fn req() -> Request<Full<Bytes>> {
-    Request::post("https://api.azerion.ai/v1/chat/completions")
-        .body(Full::new(Bytes::from_static(b"{}")))
-        .unwrap()
-}
-
-/// The token the API saw, and the status it answered.
-async fn send<S>(svc: &mut S) -> Result<(StatusCode, String), BoxError>
-where
-    S: Service<Request<Full<Bytes>>, Response = http::Response<String>, Error = BoxError>,
-{
-    let res = svc.ready().await?.call(req()).await?;
-    Ok((res.status(), res.into_body()))
-}
-
-/// Moves the paused clock and lets timer tasks run.
-async fn advance(by: Duration) {
-    tokio::time::advance(by).await;
-    for _ in 0..4 {
-        tokio::task::yield_now().await;
-    }
-}
-
-fn accepting(key: &str) -> Arc<Mutex<String>> {
-    Arc::new(Mutex::new(key.to_owned()))
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_refresh_future_dropped_before_its_first_poll_does_not_switch_refresh_off() {

@@ -22,6 +22,14 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+/// Moves tokio's paused clock by `by` and lets the tasks it woke (the refresh timer) run.
+pub async fn advance(by: std::time::Duration) {
+    tokio::time::advance(by).await;
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// A current-thread runtime with time and I/O on, its clock paused: for tests that need a
 /// runtime of their own (one that goes away, or is kept idle).
 pub fn paused_runtime() -> tokio::runtime::Runtime {

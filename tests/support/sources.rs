@@ -5,8 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body_util::Full;
 use tokio::sync::{watch, Semaphore};
+use tower::{BoxError, Service, ServiceExt};
 use tower_bearer::{ApiKey, KeyError, KeyErrorKind, KeyFuture, KeySource};
 
 /// A source whose key, refresh hint and failures the test sets. A load reads the key when it
@@ -104,4 +107,25 @@ pub fn api<B: Send + 'static>(
         }
         std::future::ready(Ok(res))
     })
+}
+
+/// The key value `api` accepts, to change mid-test; `*` accepts any.
+pub fn accepting(key: &str) -> Arc<Mutex<String>> {
+    Arc::new(Mutex::new(key.to_owned()))
+}
+
+/// A POST with a small in-memory body (replayable) to the Azerion API.
+pub fn req() -> Request<Full<Bytes>> {
+    Request::post("https://api.azerion.ai/v1/chat/completions")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
+}
+
+/// Sends [`req`] through `svc`: the status `api` answered and the token it saw.
+pub async fn send<S>(svc: &mut S) -> Result<(StatusCode, String), BoxError>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<String>, Error = BoxError>,
+{
+    let res = svc.ready().await?.call(req()).await?;
+    Ok((res.status(), res.into_body()))
 }

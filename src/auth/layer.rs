@@ -105,7 +105,12 @@ impl BearerAuthLayer {
     /// retry, which cannot know that, retries idempotent requests only.)
     ///
     /// Off, a 401 still reloads the key for later requests, but the 401 goes back to the caller.
-    /// See [`ReplayableBody`](crate::ReplayableBody) for which bodies can be replayed.
+    ///
+    /// Which requests replay: those whose body is a `Full<Bytes>`, an `Empty<Bytes>`, a
+    /// `String`, or a [`ReplayableBody`](crate::ReplayableBody) that sent all it had and stayed
+    /// under its cap. Any other body type (a hyper `Incoming`, a boxed stream) cannot be had
+    /// again: its 401 goes back to the caller, with a debug-level log saying why, and the
+    /// reloaded key serves the next request. Wrap such a body in `ReplayableBody` to replay it.
     pub fn retry_on_unauthorized(mut self, yes: bool) -> Self {
         Arc::make_mut(&mut self.config).retry_on_unauthorized = yes;
         self

@@ -130,7 +130,15 @@ impl<S: Clone, B: 'static> Sent<S, B> {
                 return None;
             }
         };
-        let copy = self.copy?;
+        let Some(copy) = self.copy else {
+            if self.state.config.retry_on_unauthorized {
+                tracing::debug!(
+                    "401 not replayed: the request body is of a type that cannot be sent again \
+                     (wrap a streaming body in ReplayableBody)"
+                );
+            }
+            return None;
+        };
         if !self.state.cache.is_new_key(self.generation, &current) {
             return None; // the key that was just rejected: replaying would only be rejected again
         }

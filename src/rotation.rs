@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 pub(crate) type RotateHook = Arc<dyn Fn(&RotationEvent) + Send + Sync + 'static>;
 
@@ -28,11 +29,22 @@ pub struct RotationEvent {
     reason: RotationReason,
     old: Option<String>,
     new: String,
+    expiry: Option<SystemTime>,
 }
 
 impl RotationEvent {
     pub(crate) fn new(reason: RotationReason, old: Option<String>, new: String) -> Self {
-        RotationEvent { reason, old, new }
+        RotationEvent {
+            reason,
+            old,
+            new,
+            expiry: None,
+        }
+    }
+
+    pub(crate) fn with_expiry(mut self, expiry: Option<SystemTime>) -> Self {
+        self.expiry = expiry;
+        self
     }
 
     /// Why the key changed.
@@ -49,6 +61,12 @@ impl RotationEvent {
     pub fn new_fingerprint(&self) -> &str {
         &self.new
     }
+
+    /// When the key now in use expires, if its source said (see
+    /// [`ApiKey::expires_at`](crate::ApiKey::expires_at)).
+    pub fn expiry(&self) -> Option<SystemTime> {
+        self.expiry
+    }
 }
 
 impl fmt::Display for RotationEvent {
@@ -60,8 +78,12 @@ impl fmt::Display for RotationEvent {
             RotationReason::Manual => "rotated by hand",
         };
         match &self.old {
-            Some(old) => write!(f, "key {reason}: {old} -> {}", self.new),
-            None => write!(f, "key {reason}: {}", self.new),
+            Some(old) => write!(f, "key {reason}: {old} -> {}", self.new)?,
+            None => write!(f, "key {reason}: {}", self.new)?,
+        }
+        match self.expiry {
+            Some(at) => write!(f, " (expires {})", httpdate::fmt_http_date(at)),
+            None => Ok(()),
         }
     }
 }

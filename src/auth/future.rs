@@ -272,6 +272,11 @@ where
                     Poll::Ready(Ok(current)) => current,
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
                 };
+                // A refresh that failed gives the old key back: sent only while it lives.
+                let now = tokio::time::Instant::now();
+                if current.is_expired(now) {
+                    return Poll::Ready(Err(current.expired_error(now).into()));
+                }
                 let header = current.key.header_value().clone();
                 let sending = send_with_key!(inner, &shared, req, header, current.generation);
                 return Poll::Ready(Ok(Step::Send(sending)));

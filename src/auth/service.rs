@@ -20,11 +20,40 @@ struct HeaderCopy {
     epoch: u64,
     generation: u64,
     header: Option<HeaderValue>,
-    /// When the key falls due, read per request. A timer moves the epoch then too, but a timer
-    /// lives on one runtime, which may be gone or no longer driven: the clock bounds how stale
-    /// a key can get by time, whatever the traffic. Keys with no refresh hint (env, static)
-    /// have none and pay nothing.
+    /// When the key falls due (its refresh point, or its expiry if earlier). A timer moves the
+    /// epoch then too, but a timer lives on one runtime, which may be gone or no longer
+    /// driven: the clock bounds how stale a key can get by time, whatever the traffic. Keys
+    /// with no refresh point (env, static) have none and pay nothing.
     due_at: Option<Instant>,
+    /// The key has a hard expiry: the clock is read on every request, never a key sent at or
+    /// after it. A refresh point alone is looked at on every [`CLOCK_EVERY`]th request of a
+    /// thread: being late for a refresh by a few requests is harmless, and the clock is the
+    /// dearest thing on the hot path.
+    expires: bool,
+}
+
+/// A thread's requests on keys with a refresh point (and no expiry) read the clock once in
+/// this many.
+const CLOCK_EVERY: u8 = 16;
+
+thread_local! {
+    /// Requests until this thread's next clock read (see `HeaderCopy::expires`).
+    static CLOCK_TURN: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this request reads the clock: one in [`CLOCK_EVERY`] on this thread.
+#[inline(always)]
+fn clock_turn() -> bool {
+    CLOCK_TURN.with(|turn| match turn.get() {
+        0 => {
+            turn.set(CLOCK_EVERY - 1);
+            true
+        }
+        n => {
+            turn.set(n - 1);
+            false
+        }
+    })
 }
 
 impl HeaderCopy {
@@ -33,6 +62,7 @@ impl HeaderCopy {
         generation: 0,
         header: None,
         due_at: None,
+        expires: false,
     };
 
     #[inline(always)]
@@ -41,7 +71,7 @@ impl HeaderCopy {
             return None;
         }
         if let Some(at) = self.due_at {
-            if Instant::now() >= at {
+            if (self.expires || clock_turn()) && Instant::now() >= at {
                 return None;
             }
         }
@@ -67,7 +97,8 @@ impl HeaderCopy {
             self.generation = current.generation;
         }
         self.epoch = epoch;
-        self.due_at = current.refresh_at;
+        self.due_at = current.usable_until();
+        self.expires = current.expires_at.is_some();
     }
 }
 
@@ -172,7 +203,12 @@ impl<S: Clone> BearerAuth<S> {
         match cache.current() {
             Some(current) => {
                 let now = Instant::now();
+                let expired = current.is_expired(now);
                 if !current.is_due(now) {
+                    if expired {
+                        // The refresh failed and backs off: no load, no key, at once.
+                        return ResponseFuture::failed(current.expired_error(now).into());
+                    }
                     cache.ensure_timer(&current, now);
                 } else if let Some(claim) = cache.claim_refresh() {
                     // This request refreshes; every other one keeps the current key meanwhile.
@@ -180,6 +216,9 @@ impl<S: Clone> BearerAuth<S> {
                     // future kept unpolled does not hold it up, and a caller's timeout that
                     // drops this request does not cancel the load.
                     return self.call_after_load(req, detached(claim.refresh(settings)));
+                } else if expired {
+                    // Another request is refreshing an expired key: wait for its load.
+                    return self.call_after_load(req, detached(cache.refresh(settings)));
                 }
                 self.local.update(epoch, &current, self.borrowing == 0);
                 let header = self
@@ -236,12 +275,13 @@ impl<S: Clone> Clone for BearerAuth<S> {
             // The parent never sent a request (a template, cloned for each one) or its copy is
             // stale: take the cache's key, so the clone's request takes the hot path. The
             // epoch is read first: a key stored meanwhile leaves the copy stale, not wrong.
-            if let Some(current) = cache.current() {
+            if let Some(current) = cache.current_not_marked_due() {
                 local = HeaderCopy {
                     epoch,
                     generation: current.generation,
                     header: Some(current.key.header_value().clone()),
-                    due_at: current.refresh_at,
+                    due_at: current.usable_until(),
+                    expires: current.expires_at.is_some(),
                 };
             }
         }

@@ -139,6 +139,10 @@ impl<S: Clone, B: 'static> Sent<S, B> {
             }
             return None;
         };
+        if current.is_expired(tokio::time::Instant::now()) {
+            tracing::debug!("401 not replayed: the reloaded key has expired");
+            return None;
+        }
         if !self.state.cache.is_new_key(self.generation, &current) {
             return None; // the key that was just rejected: replaying would only be rejected again
         }

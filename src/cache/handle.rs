@@ -45,12 +45,19 @@ impl KeyHandle {
     pub fn fingerprint(&self) -> Option<String> {
         self.cache.current().map(|c| c.key.fingerprint().to_owned())
     }
+
+    /// When the key in use expires, if its source said (see
+    /// [`ApiKey::expires_at`](crate::ApiKey::expires_at)); `None` before the first load.
+    pub fn expiry(&self) -> Option<std::time::SystemTime> {
+        self.cache.current().and_then(|c| c.key.expiry())
+    }
 }
 
 impl fmt::Debug for KeyHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyHandle")
             .field("fingerprint", &self.fingerprint())
+            .field("expiry", &self.expiry())
             .finish()
     }
 }

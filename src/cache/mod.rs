@@ -5,6 +5,7 @@
 //! each path re-checks after taking it whether the load it wanted already happened.
 
 mod claim;
+mod current;
 mod detach;
 mod handle;
 mod schedule;
@@ -19,59 +20,18 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
 
+pub(crate) use current::{Current, LoadSettings};
 pub(crate) use detach::detached;
 pub use handle::KeyHandle;
 
-use crate::rotation::{RotateHook, RotationEvent, RotationReason};
+use crate::rotation::{RotationEvent, RotationReason};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
 use detach::CatchUnwind;
-use schedule::{backoff, deadline, refresh_ahead};
+use current::arrived_expired;
+use schedule::{backoff, deadline};
 use timer::TimerSlot;
 
-/// Default bound on one `KeySource::load`.
-pub(crate) const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 const HISTORY: usize = 8;
-
-/// The key in use, as one immutable snapshot.
-pub(crate) struct Current {
-    pub(crate) key: ApiKey,
-    /// Bumped each time the secret changes; a 401 names the generation it was sent with.
-    pub(crate) generation: u64,
-    /// When the next refresh is due (refresh-ahead point, or the end of a backoff).
-    pub(crate) refresh_at: Option<Instant>,
-}
-
-impl Current {
-    pub(crate) fn is_due(&self, now: Instant) -> bool {
-        self.refresh_at.is_some_and(|at| now >= at)
-    }
-}
-
-/// What a load needs from the layer that asked for it. Part of the layer's configuration, so
-/// setting a hook or a timeout on a clone of a layer leaves the original alone.
-#[derive(Clone)]
-pub(crate) struct LoadSettings {
-    pub(crate) hooks: Vec<RotateHook>,
-    pub(crate) load_timeout: Duration,
-}
-
-impl Default for LoadSettings {
-    fn default() -> Self {
-        LoadSettings {
-            hooks: Vec::new(),
-            load_timeout: DEFAULT_LOAD_TIMEOUT,
-        }
-    }
-}
-
-impl fmt::Debug for LoadSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadSettings")
-            .field("hooks", &self.hooks.len())
-            .field("load_timeout", &self.load_timeout)
-            .finish()
-    }
-}
 
 pub(crate) struct KeyCache {
     /// For the refresh timers, which must not keep the cache alive.
@@ -83,6 +43,10 @@ pub(crate) struct KeyCache {
     epoch: AtomicU64,
     /// Counts loads started; a load's index is the count before it started.
     started: AtomicU64,
+    /// The refresh timer of `current` fired: it is due. Set before the timer moves the epoch,
+    /// cleared before a new key is stored, so a clone that copies `current` after seeing the
+    /// epoch move sees it (services read the clock only now and then; see `HeaderCopy`).
+    marked_due: AtomicBool,
     /// A request holds the [`claim::RefreshClaim`]: others keep using the current key.
     refreshing: AtomicBool,
     flight: tokio::sync::Mutex<Flight>,
@@ -116,6 +80,7 @@ impl KeyCache {
             current: ArcSwapOption::const_empty(),
             epoch: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            marked_due: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
             flight: tokio::sync::Mutex::new(Flight::default()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
@@ -148,6 +113,16 @@ impl KeyCache {
         self.current.load_full()
     }
 
+    /// The key a clone may copy without looking at the clock: none when its timer said it is
+    /// due (the clone's first request then takes the slow path and refreshes it).
+    pub(crate) fn current_not_marked_due(&self) -> Option<Arc<Current>> {
+        let current = self.current();
+        if self.marked_due.load(Ordering::Acquire) {
+            return None;
+        }
+        current
+    }
+
     /// Arms a refresh timer on the caller's runtime when the key has a refresh point and no
     /// timer is armed (the last one's runtime went away).
     pub(crate) fn ensure_timer(&self, current: &Current, now: Instant) {
@@ -155,7 +130,7 @@ impl KeyCache {
         // fire at once and send every service down the slow path again).
         let ahead = current.refresh_at.is_some_and(|at| at > now);
         if ahead && !self.timer.is_armed() {
-            self.timer.arm(&self.me, current.refresh_at);
+            self.timer.arm(&self.me, current.usable_until());
         }
     }
 
@@ -185,9 +160,11 @@ impl KeyCache {
         }
     }
 
-    /// A due refresh, driven by the holder of `claim`. Never fails while a key exists: a
-    /// failed refresh keeps the old key and backs off.
-    async fn refresh(
+    /// A due refresh, driven by the holder of a [`claim::RefreshClaim`] (or awaited by a
+    /// request whose key expired while another request refreshes it). Never fails while a key
+    /// exists: a failed refresh keeps the old key, with the failure, and backs off; the caller
+    /// checks the key's expiry before it sends it.
+    pub(crate) async fn refresh(
         self: Arc<Self>,
         settings: Arc<LoadSettings>,
     ) -> Result<Arc<Current>, KeyError> {
@@ -209,11 +186,9 @@ impl KeyCache {
                     retry_in = ?delay,
                     "key refresh failed; still using the current key"
                 );
-                Ok(self.store(Current {
-                    key: cur.key.clone(),
-                    generation: cur.generation,
-                    refresh_at: deadline(Instant::now(), delay),
-                }))
+                // Served stale until the key expires at the latest: a request checks that
+                // before it sends (`Current::is_expired`).
+                Ok(self.store(cur.after_failure(deadline(Instant::now(), delay), err)))
             }
         }
     }
@@ -324,7 +299,11 @@ impl KeyCache {
         };
         flight.last_load = Some(index);
         tracing::debug!(ok = result.is_ok(), "key source loaded");
-        result
+        let key = result?;
+        match arrived_expired(&key) {
+            Some(err) => Err(err),
+            None => Ok(key),
+        }
     }
 
     fn back_off(&self, flight: &mut Flight, err: &KeyError) -> Duration {
@@ -355,14 +334,7 @@ impl KeyCache {
             Some(o) => o.generation + 1,
             None => 1,
         };
-        let refresh_at = key
-            .refresh_hint()
-            .and_then(|ttl| deadline(Instant::now(), refresh_ahead(ttl)));
-        let installed = self.store(Current {
-            key,
-            generation,
-            refresh_at,
-        });
+        let installed = self.store(Current::fresh(key, generation, Instant::now()));
         if changed {
             if let Ok(mut history) = self.history.lock() {
                 if history.len() == HISTORY {
@@ -374,7 +346,8 @@ impl KeyCache {
                 reason,
                 old.map(|o| o.key.fingerprint().to_owned()),
                 installed.key.fingerprint().to_owned(),
-            );
+            )
+            .with_expiry(installed.key.expiry());
             tracing::info!(
                 reason = ?reason,
                 old = event.old_fingerprint(),
@@ -411,7 +384,8 @@ impl KeyCache {
 
     /// Publishes a snapshot and arms the timer that marks it due.
     fn store(&self, current: Current) -> Arc<Current> {
-        self.timer.arm(&self.me, current.refresh_at);
+        self.marked_due.store(false, Ordering::Release);
+        self.timer.arm(&self.me, current.usable_until());
         let current = Arc::new(current);
         self.current.store(Some(current.clone()));
         self.bump_epoch();

@@ -34,6 +34,20 @@ pub(crate) fn refresh_ahead(ttl: Duration) -> Duration {
         .mul_f64(0.9 + 0.1 * fastrand::f64())
 }
 
+/// How close to its expiry a key may be refreshed at the latest: this, or half its remaining
+/// life when that is shorter (a token that lives 2 s is refreshed after 1 s).
+const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+
+/// When to start refreshing a key that expires in `left`: in the last tenth or so of its life
+/// (jittered, so a fleet does not reload in step), and no later than [`EXPIRY_MARGIN`] before
+/// the end. Never panics: `left` is clamped like a hint.
+pub(crate) fn refresh_before_expiry(left: Duration) -> Duration {
+    let left = left.min(MAX_REFRESH_HINT);
+    let ahead = left.mul_f64(0.85 + 0.05 * fastrand::f64());
+    let latest = left.saturating_sub(EXPIRY_MARGIN.min(left / 2));
+    ahead.min(latest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

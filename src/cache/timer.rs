@@ -37,7 +37,9 @@ impl TimerSlot {
                 tokio::time::sleep_until(at).await;
                 guard.fired = true;
                 if let Some(cache) = guard.cache.upgrade() {
-                    cache.timer.disarm(guard.id);
+                    if cache.timer.disarm(guard.id) {
+                        cache.marked_due.store(true, Ordering::Release);
+                    }
                     cache.bump_epoch();
                 }
             });

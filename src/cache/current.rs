@@ -182,7 +182,10 @@ mod tests {
             // test takes), and at least half a second before the end
             let floor = life.mul_f64(0.8).min(life / 2) - Duration::from_millis(50);
             assert!(refresh >= floor, "{secs} s: {refresh:?}");
-            assert!(expires - refresh >= Duration::from_millis(400), "{secs} s: {refresh:?}");
+            assert!(
+                expires - refresh >= Duration::from_millis(400),
+                "{secs} s: {refresh:?}"
+            );
             assert_eq!(cur.usable_until(), cur.refresh_at);
         }
     }

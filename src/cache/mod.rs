@@ -26,8 +26,8 @@ pub use handle::KeyHandle;
 
 use crate::rotation::{RotationEvent, RotationReason};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
-use detach::CatchUnwind;
 use current::arrived_expired;
+use detach::CatchUnwind;
 use schedule::{backoff, deadline};
 use timer::TimerSlot;
 

@@ -20,40 +20,12 @@ struct HeaderCopy {
     epoch: u64,
     generation: u64,
     header: Option<HeaderValue>,
-    /// When the key falls due (its refresh point, or its expiry if earlier). A timer moves the
-    /// epoch then too, but a timer lives on one runtime, which may be gone or no longer
-    /// driven: the clock bounds how stale a key can get by time, whatever the traffic. Keys
-    /// with no refresh point (env, static) have none and pay nothing.
+    /// When the key falls due (its refresh point, or its hard expiry if earlier), read per
+    /// request. A timer moves the epoch then too, but a timer lives on one runtime, which may
+    /// be gone or no longer driven: the clock bounds how stale a key can get by time, whatever
+    /// the traffic, and no key is sent past its expiry. Keys with neither (env, static) pay
+    /// nothing.
     due_at: Option<Instant>,
-    /// The key has a hard expiry: the clock is read on every request, never a key sent at or
-    /// after it. A refresh point alone is looked at on every [`CLOCK_EVERY`]th request of a
-    /// thread: being late for a refresh by a few requests is harmless, and the clock is the
-    /// dearest thing on the hot path.
-    expires: bool,
-}
-
-/// A thread's requests on keys with a refresh point (and no expiry) read the clock once in
-/// this many.
-const CLOCK_EVERY: u8 = 16;
-
-thread_local! {
-    /// Requests until this thread's next clock read (see `HeaderCopy::expires`).
-    static CLOCK_TURN: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
-}
-
-/// Whether this request reads the clock: one in [`CLOCK_EVERY`] on this thread.
-#[inline(always)]
-fn clock_turn() -> bool {
-    CLOCK_TURN.with(|turn| match turn.get() {
-        0 => {
-            turn.set(CLOCK_EVERY - 1);
-            true
-        }
-        n => {
-            turn.set(n - 1);
-            false
-        }
-    })
 }
 
 impl HeaderCopy {
@@ -62,7 +34,6 @@ impl HeaderCopy {
         generation: 0,
         header: None,
         due_at: None,
-        expires: false,
     };
 
     #[inline(always)]
@@ -71,7 +42,7 @@ impl HeaderCopy {
             return None;
         }
         if let Some(at) = self.due_at {
-            if (self.expires || clock_turn()) && Instant::now() >= at {
+            if Instant::now() >= at {
                 return None;
             }
         }
@@ -98,7 +69,6 @@ impl HeaderCopy {
         }
         self.epoch = epoch;
         self.due_at = current.usable_until();
-        self.expires = current.expires_at.is_some();
     }
 }
 
@@ -275,13 +245,12 @@ impl<S: Clone> Clone for BearerAuth<S> {
             // The parent never sent a request (a template, cloned for each one) or its copy is
             // stale: take the cache's key, so the clone's request takes the hot path. The
             // epoch is read first: a key stored meanwhile leaves the copy stale, not wrong.
-            if let Some(current) = cache.current_not_marked_due() {
+            if let Some(current) = cache.current() {
                 local = HeaderCopy {
                     epoch,
                     generation: current.generation,
                     header: Some(current.key.header_value().clone()),
                     due_at: current.usable_until(),
-                    expires: current.expires_at.is_some(),
                 };
             }
         }

@@ -43,10 +43,6 @@ pub(crate) struct KeyCache {
     epoch: AtomicU64,
     /// Counts loads started; a load's index is the count before it started.
     started: AtomicU64,
-    /// The refresh timer of `current` fired: it is due. Set before the timer moves the epoch,
-    /// cleared before a new key is stored, so a clone that copies `current` after seeing the
-    /// epoch move sees it (services read the clock only now and then; see `HeaderCopy`).
-    marked_due: AtomicBool,
     /// A request holds the [`claim::RefreshClaim`]: others keep using the current key.
     refreshing: AtomicBool,
     flight: tokio::sync::Mutex<Flight>,
@@ -80,7 +76,6 @@ impl KeyCache {
             current: ArcSwapOption::const_empty(),
             epoch: AtomicU64::new(0),
             started: AtomicU64::new(0),
-            marked_due: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
             flight: tokio::sync::Mutex::new(Flight::default()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
@@ -111,16 +106,6 @@ impl KeyCache {
 
     pub(crate) fn current(&self) -> Option<Arc<Current>> {
         self.current.load_full()
-    }
-
-    /// The key a clone may copy without looking at the clock: none when its timer said it is
-    /// due (the clone's first request then takes the slow path and refreshes it).
-    pub(crate) fn current_not_marked_due(&self) -> Option<Arc<Current>> {
-        let current = self.current();
-        if self.marked_due.load(Ordering::Acquire) {
-            return None;
-        }
-        current
     }
 
     /// Arms a refresh timer on the caller's runtime when the key has a refresh point and no
@@ -384,7 +369,6 @@ impl KeyCache {
 
     /// Publishes a snapshot and arms the timer that marks it due.
     fn store(&self, current: Current) -> Arc<Current> {
-        self.marked_due.store(false, Ordering::Release);
         self.timer.arm(&self.me, current.usable_until());
         let current = Arc::new(current);
         self.current.store(Some(current.clone()));

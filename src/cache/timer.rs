@@ -37,9 +37,7 @@ impl TimerSlot {
                 tokio::time::sleep_until(at).await;
                 guard.fired = true;
                 if let Some(cache) = guard.cache.upgrade() {
-                    if cache.timer.disarm(guard.id) {
-                        cache.marked_due.store(true, Ordering::Release);
-                    }
+                    cache.timer.disarm(guard.id);
                     cache.bump_epoch();
                 }
             });

@@ -89,6 +89,7 @@ mod auth;
 pub mod azerion;
 mod cache;
 pub mod errors;
+pub mod event;
 mod key;
 mod net;
 mod replay;
@@ -96,7 +97,8 @@ mod rotation;
 pub mod source;
 
 pub use auth::{BearerAuth, BearerAuthLayer, ResponseFuture, ScopeError};
-pub use cache::KeyHandle;
+pub use cache::{KeyHandle, KeyState, KeyStatus};
+pub use event::KeyEvent;
 pub use errors::{
     ApiError, ApiErrorKind, ErrorMapping, ErrorMappingLayer, TransientRetryLayer,
     TransientRetryPolicy,

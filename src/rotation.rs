@@ -1,10 +1,7 @@
 //! What the layer reports when its key changes: [`RotationEvent`] and its [`RotationReason`].
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::SystemTime;
-
-pub(crate) type RotateHook = Arc<dyn Fn(&RotationEvent) + Send + Sync + 'static>;
 
 /// Why the cached key changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

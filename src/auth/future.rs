@@ -275,7 +275,8 @@ where
                 // A refresh that failed gives the old key back: sent only while it lives.
                 let now = tokio::time::Instant::now();
                 if current.is_expired(now) {
-                    return Poll::Ready(Err(current.expired_error(now).into()));
+                    let err = shared.cache.expired(&current, &shared.config.load, now);
+                    return Poll::Ready(Err(err.into()));
                 }
                 let header = current.key.header_value().clone();
                 let sending = send_with_key!(inner, &shared, req, header, current.generation);

@@ -9,6 +9,7 @@ use super::service::BearerAuth;
 use super::state::Config;
 use crate::cache::{KeyCache, KeyHandle};
 use crate::rotation::RotationEvent;
+use crate::KeyEvent;
 use crate::KeySource;
 
 /// Adds `Authorization: Bearer <key>` to every request, with the key from a [`KeySource`].
@@ -121,9 +122,47 @@ impl BearerAuthLayer {
     /// Hooks run on the task that loaded the key; keep them quick. A panicking hook is caught
     /// and logged. Several hooks may be set; they run in order, each once per change, and hear
     /// every change of the key this layer's cache holds, whoever drove it.
-    pub fn on_rotate(mut self, hook: impl Fn(&RotationEvent) + Send + Sync + 'static) -> Self {
+    ///
+    /// A shorthand for [`on_event`](BearerAuthLayer::on_event) that hears
+    /// [`KeyEvent::Rotated`] only.
+    pub fn on_rotate(self, hook: impl Fn(&RotationEvent) + Send + Sync + 'static) -> Self {
+        self.on_event(move |event| {
+            if let KeyEvent::Rotated(rotation) = event {
+                hook(rotation)
+            }
+        })
+    }
+
+    /// Calls `hook` for everything that happens to the key: a rotation, a failed load (and
+    /// whether the old key is still served), a 401 replayed or not replayed (and why), a key
+    /// that expired with no new one. See [`KeyEvent`]; every event is safe to log whole.
+    ///
+    /// Hooks run on the task where the event happened (a load, or the request that got the
+    /// 401); keep them quick. A panicking hook is caught and logged. Several hooks may be set;
+    /// they run in order, each once per event, and hear every event of the key this layer's
+    /// cache holds, whoever drove it.
+    ///
+    /// ```
+    /// use tower_bearer::{BearerAuthLayer, EnvKeySource, KeyEvent};
+    ///
+    /// let layer = BearerAuthLayer::new(EnvKeySource::new("AZERION_API_KEY"))
+    ///     .on_event(|event| match event {
+    ///         KeyEvent::LoadFailed(_) | KeyEvent::Expired(_) => eprintln!("{event}"),
+    ///         _ => println!("{event}"),
+    ///     });
+    /// ```
+    pub fn on_event(mut self, hook: impl Fn(&KeyEvent) + Send + Sync + 'static) -> Self {
         let config = Arc::make_mut(&mut self.config);
         Arc::make_mut(&mut config.load).hooks.push(Arc::new(hook));
+        self.cache.register(&self.config.load);
+        self
+    }
+
+    /// Names the layer, for logs and (feature `metrics`) the `layer` label of its metrics:
+    /// a client with keys for two APIs tells them apart.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        Arc::make_mut(&mut config.load).name = Some(Arc::from(name.into()));
         self.cache.register(&self.config.load);
         self
     }

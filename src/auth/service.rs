@@ -177,7 +177,8 @@ impl<S: Clone> BearerAuth<S> {
                 if !current.is_due(now) {
                     if expired {
                         // The refresh failed and backs off: no load, no key, at once.
-                        return ResponseFuture::failed(current.expired_error(now).into());
+                        let err = cache.expired(&current, &settings, now);
+                        return ResponseFuture::failed(err.into());
                     }
                     cache.ensure_timer(&current, now);
                 } else if let Some(claim) = cache.claim_refresh() {

@@ -10,6 +10,7 @@ use http::{Request, Response, StatusCode};
 use super::scope::Scope;
 use crate::cache::{detached, Current, KeyCache, LoadFuture, LoadSettings};
 use crate::replay::ReplayCopy;
+use crate::event::{KeyEvent, Replay, ReplaySkip, SkipReason};
 use crate::KeyError;
 
 #[derive(Clone, Debug)]
@@ -127,41 +128,53 @@ impl<S: Clone, B: 'static> Sent<S, B> {
             Ok(current) => current,
             Err(err) => {
                 tracing::warn!(error = %err, "key reload after 401 failed; returning the 401");
-                return None;
+                return self.skip(SkipReason::ReloadFailed);
             }
         };
-        let Some(copy) = self.copy else {
-            if self.state.config.retry_on_unauthorized {
-                tracing::debug!(
-                    "401 not replayed: the request body is of a type that cannot be sent again \
-                     (wrap a streaming body in ReplayableBody)"
-                );
+        let Some(copy) = &self.copy else {
+            if !self.state.config.retry_on_unauthorized {
+                return None;
             }
-            return None;
+            tracing::debug!(
+                "401 not replayed: the request body is of a type that cannot be sent again \
+                 (wrap a streaming body in ReplayableBody)"
+            );
+            return self.skip(SkipReason::BodyNotReplayable);
         };
         if current.is_expired(tokio::time::Instant::now()) {
             tracing::debug!("401 not replayed: the reloaded key has expired");
-            return None;
+            return self.skip(SkipReason::KeyExpired);
         }
         if !self.state.cache.is_new_key(self.generation, &current) {
-            return None; // the key that was just rejected: replaying would only be rejected again
+            // The key that was just rejected: replaying would only be rejected again.
+            return self.skip(SkipReason::SameKey);
         }
         if !copy.can_replay() {
             tracing::debug!("401 not replayed: the request body cannot be sent again");
-            return None;
+            return self.skip(SkipReason::BodyNotReplayable);
         }
         let service = self.state.replay_service()?;
-        let Some(mut copy) = copy.into_request() else {
+        let Some(mut copy) = self.copy.and_then(|copy| copy.into_request()) else {
             tracing::debug!("401 not replayed: the request head did not parse back");
             return None;
         };
-        tracing::debug!(
-            fingerprint = current.key.fingerprint(),
-            "replaying after 401"
-        );
+        let fingerprint = current.key.fingerprint();
+        tracing::debug!(fingerprint, "replaying after 401");
+        let cache = &self.state.cache;
+        cache.count_replay();
+        let replay = Replay {
+            fingerprint: fingerprint.to_owned(),
+        };
+        cache.emit(&self.state.config.load, &KeyEvent::Replayed(replay));
         copy.headers_mut()
             .insert(AUTHORIZATION, current.key.header_value().clone());
         Some((service, copy))
+    }
+
+    fn skip<T>(&self, reason: SkipReason) -> Option<T> {
+        let skip = KeyEvent::ReplaySkipped(ReplaySkip { reason });
+        self.state.cache.emit(&self.state.config.load, &skip);
+        None
     }
 }
 

@@ -1,12 +1,14 @@
 //! The key in use, as one immutable snapshot, and what a load needs from its layer.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use super::schedule::{deadline, refresh_ahead, refresh_before_expiry};
-use crate::rotation::RotateHook;
+use crate::event::EventHook;
 use crate::{ApiKey, KeyError, KeyErrorKind};
 
 /// Default bound on one `KeySource::load`.
@@ -23,6 +25,10 @@ pub(crate) struct Current {
     pub(crate) expires_at: Option<Instant>,
     /// Why the last refresh of this key failed, if one did: the cause an `Expired` error gives.
     pub(crate) failure: Option<KeyError>,
+    /// When this key was loaded (kept across failed refreshes).
+    pub(crate) loaded_at: Instant,
+    /// `KeyEvent::Expired` was reported for this key: once per key.
+    pub(crate) expiry_reported: AtomicBool,
 }
 
 impl Current {
@@ -46,6 +52,8 @@ impl Current {
             refresh_at: ahead.and_then(|wait| deadline(now, wait)),
             expires_at,
             failure: None,
+            loaded_at: now,
+            expiry_reported: AtomicBool::new(false),
         }
     }
 
@@ -57,6 +65,8 @@ impl Current {
             refresh_at: retry_at,
             expires_at: self.expires_at,
             failure: Some(err),
+            loaded_at: self.loaded_at,
+            expiry_reported: AtomicBool::new(self.expiry_reported.load(Ordering::Relaxed)),
         }
     }
 
@@ -138,8 +148,10 @@ pub(crate) fn arrived_expired(key: &ApiKey) -> Option<KeyError> {
 /// setting a hook or a timeout on a clone of a layer leaves the original alone.
 #[derive(Clone)]
 pub(crate) struct LoadSettings {
-    pub(crate) hooks: Vec<RotateHook>,
+    pub(crate) hooks: Vec<EventHook>,
     pub(crate) load_timeout: Duration,
+    /// The layer's name, for logs and metrics labels.
+    pub(crate) name: Option<Arc<str>>,
 }
 
 impl Default for LoadSettings {
@@ -147,6 +159,7 @@ impl Default for LoadSettings {
         LoadSettings {
             hooks: Vec::new(),
             load_timeout: DEFAULT_LOAD_TIMEOUT,
+            name: None,
         }
     }
 }
@@ -156,6 +169,7 @@ impl fmt::Debug for LoadSettings {
         f.debug_struct("LoadSettings")
             .field("hooks", &self.hooks.len())
             .field("load_timeout", &self.load_timeout)
+            .field("name", &self.name)
             .finish()
     }
 }

@@ -8,7 +8,11 @@ mod claim;
 mod current;
 mod detach;
 mod handle;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod report;
 mod schedule;
+mod status;
 mod timer;
 
 use std::collections::VecDeque;
@@ -23,11 +27,14 @@ use tokio::time::Instant;
 pub(crate) use current::{Current, LoadSettings};
 pub(crate) use detach::detached;
 pub use handle::KeyHandle;
+pub use status::{KeyState, KeyStatus};
 
 use crate::rotation::{RotationEvent, RotationReason};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
 use current::arrived_expired;
+use crate::event::{KeyEvent, LoadFailure};
 use detach::CatchUnwind;
+use report::{HookSets, Stats};
 use schedule::{backoff, deadline};
 use timer::TimerSlot;
 
@@ -50,9 +57,8 @@ pub(crate) struct KeyCache {
     /// even after A -> B -> A. Digests, not keys: old secrets are not kept.
     history: Mutex<VecDeque<(u64, u64)>>,
     timer: TimerSlot,
-    /// The settings of every layer value that shares this cache, weakly: a change of the key
-    /// is reported to the hooks of all of them, whichever drove it.
-    hook_sets: Mutex<Vec<Weak<LoadSettings>>>,
+    hook_sets: HookSets,
+    stats: Stats,
 }
 
 #[derive(Default)]
@@ -80,19 +86,9 @@ impl KeyCache {
             flight: tokio::sync::Mutex::new(Flight::default()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             timer: TimerSlot::default(),
-            hook_sets: Mutex::new(Vec::new()),
+            hook_sets: HookSets::default(),
+            stats: Stats::default(),
         })
-    }
-
-    /// Makes the hooks of `settings` hear every change of the key from now on.
-    pub(crate) fn register(&self, settings: &Arc<LoadSettings>) {
-        let Ok(mut sets) = self.hook_sets.lock() else {
-            return;
-        };
-        sets.retain(|set| set.strong_count() > 0);
-        if !sets.iter().any(|set| set.as_ptr() == Arc::as_ptr(settings)) {
-            sets.push(Arc::downgrade(settings));
-        }
     }
 
     #[inline]
@@ -137,7 +133,7 @@ impl KeyCache {
         match self.load_once(&mut flight, &settings).await {
             Ok(key) => Ok(self.install(&mut flight, &settings, key, RotationReason::Initial)),
             Err(err) => {
-                let delay = self.back_off(&mut flight, &err);
+                let delay = self.failed(&mut flight, &settings, &err, false);
                 flight.first_retry_at = deadline(Instant::now(), delay);
                 tracing::warn!(error = %err, retry_in = ?delay, "loading the first key failed");
                 Err(err)
@@ -164,7 +160,7 @@ impl KeyCache {
         match self.load_once(&mut flight, &settings).await {
             Ok(key) => Ok(self.install(&mut flight, &settings, key, RotationReason::Refresh)),
             Err(err) => {
-                let delay = self.back_off(&mut flight, &err);
+                let delay = self.failed(&mut flight, &settings, &err, true);
                 tracing::warn!(
                     fingerprint = cur.key.fingerprint(),
                     error = %err,
@@ -217,6 +213,7 @@ impl KeyCache {
                 if same {
                     let delay = backoff(flight.failures);
                     flight.failures = flight.failures.saturating_add(1);
+                    self.stats.failures.store(flight.failures, Ordering::Relaxed);
                     flight.rejected_retry_at =
                         deadline(Instant::now(), delay).map(|at| (generation, at));
                     tracing::warn!(
@@ -227,10 +224,14 @@ impl KeyCache {
                 Ok(installed)
             }
             Err(err) => {
-                let delay = self.back_off(&mut flight, &err);
+                let delay = self.failed(&mut flight, &settings, &err, cur.is_some());
                 flight.rejected_retry_at =
                     deadline(Instant::now(), delay).map(|at| (generation, at));
                 tracing::warn!(error = %err, "reloading the rejected key failed");
+                if let Some(cur) = &cur {
+                    // Still sent (the server may accept it again), but no longer healthy.
+                    self.store(cur.after_failure(cur.refresh_at, err.clone()));
+                }
                 Err(err)
             }
         }
@@ -261,6 +262,13 @@ impl KeyCache {
             Ok(key) => Ok(self.install(&mut flight, settings, key, RotationReason::Manual)),
             Err(err) => {
                 flight.last_error = Some(err.clone());
+                self.count_load(settings, Err(&err), flight.failures);
+                let failure = LoadFailure {
+                    error: err.clone(),
+                    serving_stale: self.current().is_some(),
+                    next_load_in: None,
+                };
+                self.emit(settings, &KeyEvent::LoadFailed(failure));
                 Err(err)
             }
         }
@@ -291,10 +299,28 @@ impl KeyCache {
         }
     }
 
-    fn back_off(&self, flight: &mut Flight, err: &KeyError) -> Duration {
+    /// Records a failed load and reports it; returns how long until the next may run: the
+    /// backoff, or the store's own `Retry-After` when longer (capped).
+    fn failed(
+        &self,
+        flight: &mut Flight,
+        settings: &LoadSettings,
+        err: &KeyError,
+        serving_stale: bool,
+    ) -> Duration {
         flight.last_error = Some(err.clone());
-        let delay = backoff(flight.failures);
+        let asked = err.retry_after().map_or(Duration::ZERO, |wait| {
+            wait.min(KeyError::MAX_RETRY_AFTER)
+        });
+        let delay = backoff(flight.failures).max(asked);
         flight.failures = flight.failures.saturating_add(1);
+        self.count_load(settings, Err(err), flight.failures);
+        let failure = LoadFailure {
+            error: err.clone(),
+            serving_stale,
+            next_load_in: Some(delay),
+        };
+        self.emit(settings, &KeyEvent::LoadFailed(failure));
         delay
     }
 
@@ -320,6 +346,7 @@ impl KeyCache {
             None => 1,
         };
         let installed = self.store(Current::fresh(key, generation, Instant::now()));
+        self.count_load(settings, Ok(&installed.key), flight.failures);
         if changed {
             if let Ok(mut history) = self.history.lock() {
                 if history.len() == HISTORY {
@@ -339,32 +366,9 @@ impl KeyCache {
                 new = event.new_fingerprint(),
                 "API key rotated"
             );
-            self.run_hooks(settings, &event);
+            self.emit(settings, &KeyEvent::Rotated(event));
         }
         installed
-    }
-
-    /// Runs every registered hook once (a hook set before a layer was cloned is in both
-    /// clones' settings), the driver's own included.
-    fn run_hooks(&self, driver: &LoadSettings, event: &RotationEvent) {
-        let sets: Vec<Arc<LoadSettings>> = self
-            .hook_sets
-            .lock()
-            .map(|sets| sets.iter().filter_map(Weak::upgrade).collect())
-            .unwrap_or_default();
-        let mut ran: Vec<*const ()> = Vec::new();
-        let all = std::iter::once(driver).chain(sets.iter().map(|s| &**s));
-        for hook in all.flat_map(|set| set.hooks.iter()) {
-            let id = Arc::as_ptr(hook) as *const ();
-            if ran.contains(&id) {
-                continue;
-            }
-            ran.push(id);
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
-            if outcome.is_err() {
-                tracing::error!("an on_rotate hook panicked; the rotation itself went through");
-            }
-        }
     }
 
     /// Publishes a snapshot and arms the timer that marks it due.

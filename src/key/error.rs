@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What kind of failure a [`KeyError`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +57,7 @@ struct KeyErrorInner {
     origin: Option<Cow<'static, str>>,
     cause: Cow<'static, str>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    retry_after: Option<Duration>,
 }
 
 impl KeyError {
@@ -67,6 +69,7 @@ impl KeyError {
                 origin: None,
                 cause: cause.into(),
                 source: None,
+                retry_after: None,
             }),
         }
     }
@@ -100,6 +103,7 @@ impl KeyError {
                 origin: shared.origin.clone(),
                 cause: shared.cause.clone(),
                 source: None,
+                retry_after: shared.retry_after,
             },
         };
         f(&mut inner);
@@ -107,6 +111,32 @@ impl KeyError {
             inner: Arc::new(inner),
         }
     }
+
+    /// Says when the store may be asked again: a source whose store answered 429 or 503 with a
+    /// `Retry-After` sets it, and the layer waits at least that long (at most
+    /// [`MAX_RETRY_AFTER`](crate::KeyError::MAX_RETRY_AFTER)) before its next load, instead of
+    /// its own shorter backoff.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::{KeyError, KeyErrorKind};
+    ///
+    /// let err = KeyError::new(KeyErrorKind::Unavailable, "token endpoint answered 429")
+    ///     .with_retry_after(Duration::from_secs(20));
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(20)));
+    /// ```
+    pub fn with_retry_after(self, wait: Duration) -> KeyError {
+        self.map_inner(|inner| inner.retry_after = Some(wait))
+    }
+
+    /// The wait set with [`with_retry_after`](KeyError::with_retry_after), if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+
+    /// The longest [`retry_after`](KeyError::retry_after) the layer honours: a store asking
+    /// for more is asked again after this.
+    pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
     /// The kind of failure.
     pub fn kind(&self) -> KeyErrorKind {
@@ -148,6 +178,7 @@ impl fmt::Debug for KeyError {
             .field("origin", &self.inner.origin)
             .field("cause", &self.inner.cause)
             .field("source", &self.inner.source)
+            .field("retry_after", &self.inner.retry_after)
             .finish()
     }
 }

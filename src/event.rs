@@ -2,9 +2,9 @@
 //! [`BearerAuthLayer::on_event`](crate::BearerAuthLayer::on_event).
 //!
 //! ```
-//! use tower_bearer::{BearerAuthLayer, KeyEvent, StaticKey};
+//! use tower_bearer::{ApiKey, BearerAuthLayer, KeyEvent, StaticKey};
 //!
-//! let layer = BearerAuthLayer::new(StaticKey::new("sk-example-0123456789abcdef").unwrap())
+//! let layer = BearerAuthLayer::new(StaticKey::new(ApiKey::new("sk-example-0123456789abcdef").unwrap()))
 //!     .name("azerion")
 //!     .on_event(|event| match event {
 //!         KeyEvent::LoadFailed(failure) if !failure.serving_stale() => {

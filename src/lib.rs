@@ -98,11 +98,11 @@ pub mod source;
 
 pub use auth::{BearerAuth, BearerAuthLayer, ResponseFuture, ScopeError};
 pub use cache::{KeyHandle, KeyState, KeyStatus};
-pub use event::KeyEvent;
 pub use errors::{
     ApiError, ApiErrorKind, ErrorMapping, ErrorMappingLayer, TransientRetryLayer,
     TransientRetryPolicy,
 };
+pub use event::KeyEvent;
 pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};
 pub use replay::{ReplayableBody, DEFAULT_REPLAY_CAP};
 pub use rotation::{RotationEvent, RotationReason};

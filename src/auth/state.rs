@@ -9,8 +9,8 @@ use http::{Request, Response, StatusCode};
 
 use super::scope::Scope;
 use crate::cache::{detached, Current, KeyCache, LoadFuture, LoadSettings};
-use crate::replay::ReplayCopy;
 use crate::event::{KeyEvent, Replay, ReplaySkip, SkipReason};
+use crate::replay::ReplayCopy;
 use crate::KeyError;
 
 #[derive(Clone, Debug)]

@@ -84,9 +84,9 @@ impl KeyHandle {
     /// that requests take); see [`KeyStatus`].
     ///
     /// ```
-    /// use tower_bearer::{BearerAuthLayer, KeyState, StaticKey};
+    /// use tower_bearer::{ApiKey, BearerAuthLayer, KeyState, StaticKey};
     ///
-    /// let layer = BearerAuthLayer::new(StaticKey::new("sk-example-0123456789abcdef").unwrap());
+    /// let layer = BearerAuthLayer::new(StaticKey::new(ApiKey::new("sk-example-0123456789abcdef").unwrap()));
     /// let status = layer.handle().status();
     /// assert_eq!(status.state(), KeyState::Empty); // nothing loaded before the first request
     /// assert_eq!(status.loads(), 0);

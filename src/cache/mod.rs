@@ -29,10 +29,10 @@ pub(crate) use detach::detached;
 pub use handle::KeyHandle;
 pub use status::{KeyState, KeyStatus};
 
+use crate::event::{KeyEvent, LoadFailure};
 use crate::rotation::{RotationEvent, RotationReason};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
 use current::arrived_expired;
-use crate::event::{KeyEvent, LoadFailure};
 use detach::CatchUnwind;
 use report::{HookSets, Stats};
 use schedule::{backoff, deadline};
@@ -213,7 +213,9 @@ impl KeyCache {
                 if same {
                     let delay = backoff(flight.failures);
                     flight.failures = flight.failures.saturating_add(1);
-                    self.stats.failures.store(flight.failures, Ordering::Relaxed);
+                    self.stats
+                        .failures
+                        .store(flight.failures, Ordering::Relaxed);
                     flight.rejected_retry_at =
                         deadline(Instant::now(), delay).map(|at| (generation, at));
                     tracing::warn!(
@@ -309,9 +311,9 @@ impl KeyCache {
         serving_stale: bool,
     ) -> Duration {
         flight.last_error = Some(err.clone());
-        let asked = err.retry_after().map_or(Duration::ZERO, |wait| {
-            wait.min(KeyError::MAX_RETRY_AFTER)
-        });
+        let asked = err
+            .retry_after()
+            .map_or(Duration::ZERO, |wait| wait.min(KeyError::MAX_RETRY_AFTER));
         let delay = backoff(flight.failures).max(asked);
         flight.failures = flight.failures.saturating_add(1);
         self.count_load(settings, Err(err), flight.failures);

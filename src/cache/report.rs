@@ -85,7 +85,12 @@ impl KeyCache {
 
     /// The error for a request that finds `current` expired; the first such request reports
     /// [`KeyEvent::Expired`] for the key.
-    pub(crate) fn expired(&self, current: &Current, settings: &LoadSettings, now: Instant) -> KeyError {
+    pub(crate) fn expired(
+        &self,
+        current: &Current,
+        settings: &LoadSettings,
+        now: Instant,
+    ) -> KeyError {
         self.report_expired(current, settings);
         current.expired_error(now)
     }
@@ -98,7 +103,10 @@ impl KeyCache {
             fingerprint: current.key.fingerprint().to_owned(),
             expired_at: current.key.expiry().unwrap_or_else(SystemTime::now),
         };
-        tracing::error!(fingerprint = current.key.fingerprint(), "the API key expired and no new key could be loaded");
+        tracing::error!(
+            fingerprint = current.key.fingerprint(),
+            "the API key expired and no new key could be loaded"
+        );
         self.emit(settings, &KeyEvent::Expired(expiry));
     }
 

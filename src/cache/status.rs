@@ -102,7 +102,10 @@ impl fmt::Debug for KeyStatus {
             .field("age", &self.age)
             .field("expires_in", &self.expires_in)
             .field("consecutive_failures", &self.consecutive_failures)
-            .field("last_error", &self.last_error.as_ref().map(ToString::to_string))
+            .field(
+                "last_error",
+                &self.last_error.as_ref().map(ToString::to_string),
+            )
             .field("loads", &self.loads)
             .field("replays", &self.replays)
             .finish()

@@ -160,7 +160,8 @@ impl KeyCache {
         match self.load_once(&mut flight, &settings).await {
             Ok(key) => Ok(self.install(&mut flight, &settings, key, RotationReason::Refresh)),
             Err(err) => {
-                let delay = self.failed(&mut flight, &settings, &err, true);
+                let stale = !cur.is_expired(Instant::now());
+                let delay = self.failed(&mut flight, &settings, &err, stale);
                 tracing::warn!(
                     fingerprint = cur.key.fingerprint(),
                     error = %err,

@@ -91,6 +91,7 @@ mod cache;
 pub mod errors;
 mod key;
 mod net;
+mod redact;
 mod replay;
 mod rotation;
 pub mod source;
@@ -146,7 +147,7 @@ pub mod __fuzz {
     /// The redaction and cut that [`ApiError`](crate::ApiError)'s `Display` applies to a
     /// server's message.
     pub fn safe_message(message: &str, max: usize) -> String {
-        crate::errors::safe_message(message, max)
+        crate::redact::safe_message(message, max)
     }
 
     /// What [`parse_vault_kv`] read. No `Debug`: it holds the secret.

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
 
 use super::body::{parse_error_body, ErrorBody};
-use super::redact::safe_message;
 use super::retry_after::parse_retry_after;
+use crate::redact::safe_message;
 
 /// The longest message [`ApiError`]'s `Display` shows, in characters; the rest is cut with `…`.
 const DISPLAY_MESSAGE_CHARS: usize = 300;

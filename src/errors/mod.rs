@@ -68,7 +68,6 @@ mod body;
 mod config;
 mod future;
 mod layer;
-mod redact;
 mod retry;
 mod retry_after;
 mod retry_layer;
@@ -79,7 +78,6 @@ pub(crate) use body::parse_error_body;
 pub use config::{DEFAULT_BODY_CAP, DEFAULT_BODY_TIMEOUT};
 pub use future::ResponseFuture;
 pub use layer::ErrorMappingLayer;
-pub(crate) use redact::safe_message;
 pub use retry::{
     RetryDelay, TransientRetryPolicy, DEFAULT_BASE_BACKOFF, DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_RETRIES, DEFAULT_RETRY_AFTER_CAP,

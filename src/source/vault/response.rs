@@ -11,6 +11,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::redact::safe_message;
+
 /// At most this many of Vault's `errors`/`warnings` strings go into a message…
 const MAX_MESSAGES: usize = 3;
 /// …each cut to this many characters.
@@ -284,7 +286,7 @@ pub(crate) fn vault_messages(body: &[u8]) -> Vec<String> {
         .into_iter()
         // Vault echoes no secret, but a proxy or a plugin might: redact what looks like a
         // token or a key (and cut, as `cap` would).
-        .map(|m| crate::errors::safe_message(&m, MAX_MESSAGE_CHARS))
+        .map(|m| safe_message(&m, MAX_MESSAGE_CHARS))
         .collect();
     if total > MAX_MESSAGES {
         messages.push(format!("and {} more", total - MAX_MESSAGES));

@@ -1,4 +1,5 @@
-//! Making a server's message fit for a log line, in one linear pass.
+//! Making a server's message fit for a log line, in one linear pass: for `ApiError`'s `Display`
+//! and `Debug` and for the Vault source's error messages. A leaf: it imports nothing of the crate.
 //!
 //! The text is read as words (runs of visible ASCII) made of tokens (runs of
 //! [token bytes](is_token_byte)) and the punctuation between them. A secret is redacted from where

@@ -36,7 +36,8 @@
 //!
 //! Stack them outermost first: `TransientRetryLayer`, `ErrorMappingLayer`, `BearerAuthLayer`,
 //! then the client, so each retry goes through the bearer layer and picks up a rotated key (see
-//! [`errors`]).
+//! [where the layers go](retry#where-the-layers-go)). Their modules, [`map_error`] and
+//! [`retry`], hold their other types and settings.
 //!
 //! # How a request flows
 //!
@@ -90,20 +91,20 @@ pub mod azerion;
 mod cache;
 pub mod errors;
 mod key;
+pub mod map_error;
 mod net;
 mod redact;
 mod replay;
+pub mod retry;
 mod rotation;
 pub mod source;
 
 pub use auth::{BearerAuth, BearerAuthLayer, ResponseFuture, ScopeError};
 pub use cache::KeyHandle;
-pub use errors::{
-    ApiError, ApiErrorKind, ErrorMapping, ErrorMappingLayer, TransientRetryLayer,
-    TransientRetryPolicy,
-};
 pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};
+pub use map_error::{ApiError, ApiErrorKind, ErrorMapping, ErrorMappingLayer};
 pub use replay::{ReplayableBody, DEFAULT_REPLAY_CAP};
+pub use retry::{TransientRetryLayer, TransientRetryPolicy};
 pub use rotation::{RotationEvent, RotationReason};
 #[cfg(feature = "env")]
 #[cfg_attr(docsrs, doc(cfg(feature = "env")))]
@@ -135,7 +136,7 @@ pub mod __fuzz {
 
     /// The error-body parser behind [`ApiError::message`](crate::ApiError::message).
     pub fn parse_error_body(bytes: &[u8]) -> ErrorBodyFields {
-        let parsed = crate::errors::parse_error_body(bytes);
+        let parsed = crate::map_error::parse_error_body(bytes);
         ErrorBodyFields {
             message: parsed.message,
             error_type: parsed.error_type,

@@ -32,7 +32,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(31 * 24 * 60 * 60);
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use http::HeaderMap;
-/// use tower_bearer::errors::parse_retry_after;
+/// use tower_bearer::retry::parse_retry_after;
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert("retry-after", "2.5".parse().unwrap());

@@ -25,7 +25,9 @@
 
 /// `message` made fit for a log line: at most `max` characters (then `…`), control characters
 /// as spaces, and secrets redacted (see the module docs).
-pub(crate) fn safe_message(message: &str, max: usize) -> String {
+// `pub` for the fuzz targets (`crate::fuzzing`, under `cfg(fuzzing)`); crate-private otherwise.
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
+pub fn safe_message(message: &str, max: usize) -> String {
     Redactor::new(message, max).run().0
 }
 
@@ -201,6 +203,16 @@ impl<'a> Redactor<'a> {
 
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*' | b'.' | b'~' | b'+' | b'/' | b'=')
+}
+
+/// Whether `text` shows any run of 8 consecutive characters of `secret`: the leak the tests of
+/// every message that may quote a secret look for.
+#[cfg(test)]
+pub(crate) fn shows_more_than_7_chars(text: &str, secret: &str) -> bool {
+    let chars: Vec<char> = secret.chars().collect();
+    chars
+        .windows(8)
+        .any(|w| text.contains(&w.iter().collect::<String>()))
 }
 
 #[cfg(test)]

@@ -41,7 +41,8 @@
 //! `ApiError`, with what was read.
 
 mod api_error;
-mod body;
+// `pub(crate)`: `crate::fuzzing` reaches the body parser.
+pub(crate) mod body;
 mod config;
 mod future;
 mod layer;
@@ -49,7 +50,6 @@ mod service;
 
 pub(crate) use api_error::is_transient_status;
 pub use api_error::{ApiError, ApiErrorKind};
-pub(crate) use body::parse_error_body;
 pub use config::{DEFAULT_BODY_CAP, DEFAULT_BODY_TIMEOUT};
 pub use future::ResponseFuture;
 pub use layer::ErrorMappingLayer;

@@ -260,18 +260,4 @@ mod tests {
             Some(Duration::from_secs(3))
         );
     }
-
-    #[test]
-    fn total_on_arbitrary_ascii() {
-        // A cheap stand-in for a fuzzer: every short printable string parses or is refused,
-        // and whatever parses is within the cap.
-        let mut rng = fastrand::Rng::with_seed(7);
-        for _ in 0..20_000 {
-            let len = rng.usize(0..40);
-            let s: String = (0..len).map(|_| rng.u8(0x20..0x7f) as char).collect();
-            if let Some(d) = parse(&[("retry-after", s.as_str())]) {
-                assert!(d <= MAX_RETRY_AFTER, "{s:?}");
-            }
-        }
-    }
 }

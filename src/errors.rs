@@ -4,11 +4,12 @@
 //! or the crate root.
 //!
 //! ```
+//! // The old paths name the very same items as the new ones.
 //! use tower_bearer::errors::{ApiError, ErrorMappingLayer, TransientRetryLayer};
 //!
 //! let _: tower_bearer::map_error::ErrorMappingLayer = ErrorMappingLayer::new();
 //! let _: tower_bearer::retry::TransientRetryLayer = TransientRetryLayer::new();
-//! fn same(e: &ApiError) -> &tower_bearer::ApiError { e }
+//! let _: Option<tower_bearer::ApiError> = None::<ApiError>;
 //! ```
 
 pub use crate::map_error::{

@@ -27,9 +27,9 @@ use super::policy::TransientRetryPolicy;
 ///
 /// # Clone
 ///
-/// tower's `Retry` keeps a clone of the inner service for each request it may send again, so
-/// the inner service must be `Clone`. Clones of the layer, and the services they make, share
-/// the policy's retry budget.
+/// tower's `Retry` clones the inner service for every request, to send it again through the
+/// clone, so the inner service must be `Clone`. Clones of the layer, and the services they
+/// make, share the policy's retry budget.
 #[derive(Clone, Debug, Default)]
 #[must_use = "a layer does nothing until it wraps a service"]
 pub struct TransientRetryLayer {

@@ -36,7 +36,8 @@
 //!
 //! Stack them outermost first: `TransientRetryLayer`, `ErrorMappingLayer`, `BearerAuthLayer`,
 //! then the client, so each retry goes through the bearer layer and picks up a rotated key (see
-//! [`errors`]).
+//! [where the layers go](retry#where-the-layers-go)). Their modules, [`map_error`] and
+//! [`retry`], hold their other types and settings.
 //!
 //! # How a request flows
 //!
@@ -91,20 +92,21 @@ mod cache;
 pub mod errors;
 pub mod event;
 mod key;
+pub mod map_error;
 mod net;
+mod redact;
 mod replay;
+pub mod retry;
 mod rotation;
 pub mod source;
 
 pub use auth::{BearerAuth, BearerAuthLayer, ResponseFuture, ScopeError};
 pub use cache::{KeyHandle, KeyState, KeyStatus};
-pub use errors::{
-    ApiError, ApiErrorKind, ErrorMapping, ErrorMappingLayer, TransientRetryLayer,
-    TransientRetryPolicy,
-};
 pub use event::KeyEvent;
 pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};
+pub use map_error::{ApiError, ApiErrorKind, ErrorMapping, ErrorMappingLayer};
 pub use replay::{ReplayableBody, DEFAULT_REPLAY_CAP};
+pub use retry::{TransientRetryLayer, TransientRetryPolicy};
 pub use rotation::{RotationEvent, RotationReason};
 #[cfg(feature = "env")]
 #[cfg_attr(docsrs, doc(cfg(feature = "env")))]
@@ -117,81 +119,18 @@ pub use source::{KeyFuture, KeySource, StaticKey};
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use source::{VaultKeySource, VaultKeySourceBuilder};
 
-/// Pure parsers exposed for the fuzz targets in `fuzz/` and the property tests. Not part of
-/// the public API: no stability promise, hidden from the docs.
+/// The pure parsers, re-exported for the fuzz targets in `fuzz/`. Compiled only under
+/// `--cfg fuzzing` (cargo-fuzz sets it; `.ci/run` checks the targets with it): not part of the
+/// API.
+#[cfg(fuzzing)]
 #[doc(hidden)]
-pub mod __fuzz {
-    /// What [`parse_error_body`] understood of an error body.
-    #[derive(Clone, Debug, Default, PartialEq, Eq)]
-    pub struct ErrorBodyFields {
-        /// The message (`error.message`, `message`, `detail`, `errors`…).
-        pub message: Option<String>,
-        /// The error's `type`.
-        pub error_type: Option<String>,
-        /// The error's `code`.
-        pub code: Option<String>,
-        /// The error's `param`.
-        pub param: Option<String>,
-    }
-
-    /// The error-body parser behind [`ApiError::message`](crate::ApiError::message).
-    pub fn parse_error_body(bytes: &[u8]) -> ErrorBodyFields {
-        let parsed = crate::errors::parse_error_body(bytes);
-        ErrorBodyFields {
-            message: parsed.message,
-            error_type: parsed.error_type,
-            code: parsed.code,
-            param: parsed.param,
-        }
-    }
-
-    /// The redaction and cut that [`ApiError`](crate::ApiError)'s `Display` applies to a
-    /// server's message.
-    pub fn safe_message(message: &str, max: usize) -> String {
-        crate::errors::safe_message(message, max)
-    }
-
-    /// What [`parse_vault_kv`] read. No `Debug`: it holds the secret.
+pub mod fuzzing {
+    pub use crate::map_error::body::{parse_error_body, ErrorBody};
+    pub use crate::redact::safe_message;
     #[cfg(feature = "vault")]
-    #[allow(missing_debug_implementations)]
-    pub struct VaultKvRead {
-        /// The field's value.
-        pub value: String,
-        /// KV v1's `lease_duration`, when set.
-        pub lease: Option<std::time::Duration>,
-        /// KV v2's `metadata.version`, when present.
-        pub version: Option<u64>,
-    }
-
-    /// The parser of a Vault KV read's body (`data.data.{field}` for v2, `data.{field}` for
-    /// v1); the error is the cause `VaultKeySource` reports.
-    #[cfg(feature = "vault")]
-    pub fn parse_vault_kv(kv_version: u8, body: &[u8], field: &str) -> Result<VaultKvRead, String> {
-        use secrecy::ExposeSecret;
-        crate::source::parse_kv_response(kv_version, body, field)
-            .map(|read| VaultKvRead {
-                value: read.value.expose_secret().to_owned(),
-                lease: read.lease,
-                version: read.version,
-            })
-            .map_err(|e| e.to_string())
-    }
-
-    /// The parser of a Vault login or `renew-self` answer: `(client_token, lease, renewable)`.
-    #[cfg(feature = "vault")]
-    pub fn parse_vault_auth(body: &[u8]) -> Result<(String, std::time::Duration, bool), String> {
-        use secrecy::ExposeSecret;
-        crate::source::parse_auth_response(body).map(|auth| {
-            let token = auth.client_token.expose_secret().to_owned();
-            (token, auth.lease, auth.renewable)
-        })
-    }
-
-    /// Vault's `errors` (or `warnings`) strings from an error body, as error messages quote them.
-    #[cfg(feature = "vault")]
-    pub fn vault_messages(body: &[u8]) -> Vec<String> {
-        crate::source::vault_messages(body)
-    }
+    pub use crate::source::vault::response::{
+        parse_auth_response, parse_kv_response, vault_messages, AuthInfo, KvError, KvSecret,
+    };
 }
 
 /// The README's examples, compiled and run as doctests.

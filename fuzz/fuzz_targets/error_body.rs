@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use tower_bearer::__fuzz::{parse_error_body, safe_message};
+use tower_bearer::fuzzing::{parse_error_body, safe_message};
 use tower_bearer::ApiError;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use tower_bearer::errors::{parse_retry_after, MAX_RETRY_AFTER};
+use tower_bearer::retry::{parse_retry_after, MAX_RETRY_AFTER};
 
 fuzz_target!(|data: &[u8]| {
     // Layout: 8 bytes of clock (seconds since the epoch), 1 byte of which headers to set,

@@ -5,8 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use secrecy::ExposeSecret;
 use serde_json::Value;
-use tower_bearer::__fuzz::{parse_vault_auth, parse_vault_kv, vault_messages};
+use tower_bearer::fuzzing::{parse_auth_response, parse_kv_response, vault_messages, KvSecret};
 
 const FIELDS: [&str; 4] = ["api_key", "foo", "data", ""];
 
@@ -15,6 +16,11 @@ fn masked(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_ascii_alphanumeric() { 'X' } else { c })
         .collect()
+}
+
+/// The KV read, with its error as the text a `KeyError` quotes.
+fn parse_vault_kv(version: u8, body: &[u8], field: &str) -> Result<KvSecret, String> {
+    parse_kv_response(version, body, field).map_err(|e| e.to_string())
 }
 
 /// The map of fields a KV read of `version` takes its value from, if the body has one.
@@ -47,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
             };
             assert_eq!(
                 want.as_str(),
-                Some(read.value.as_str()),
+                Some(read.value.expose_secret()),
                 "the field's own string"
             );
         }
@@ -76,18 +82,18 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The login / renew-self answer.
-    match (parse_vault_auth(body), parsed) {
-        (Ok((token, _, _)), _) => assert!(!token.is_empty()),
+    match (parse_auth_response(body), parsed) {
+        (Ok(auth), _) => assert!(!auth.client_token.expose_secret().is_empty()),
         (Err(err), Some(mut root)) => {
             assert!(!err.is_empty());
             // Compare like with like: serde's positions in `err` refer to the original layout,
             // and a body with a duplicate field is refused while its `Value` (last one wins)
             // may be accepted.
-            if let Some(canonical) = parse_vault_auth(root.to_string().as_bytes()).err() {
+            if let Some(canonical) = parse_auth_response(root.to_string().as_bytes()).err() {
                 if let Some(Value::String(token)) = root.pointer_mut("/auth/client_token") {
                     *token = masked(token);
                 }
-                let again = parse_vault_auth(root.to_string().as_bytes()).err();
+                let again = parse_auth_response(root.to_string().as_bytes()).err();
                 assert_eq!(Some(canonical), again, "the error depends on the token");
             }
         }

@@ -31,8 +31,9 @@ mod env;
 #[cfg(feature = "file")]
 mod file;
 mod fixed;
+// `pub(crate)`: `crate::fuzzing` reaches the parsers of `vault::response`.
 #[cfg(feature = "vault")]
-mod vault;
+pub(crate) mod vault;
 
 #[cfg(feature = "env")]
 #[cfg_attr(docsrs, doc(cfg(feature = "env")))]
@@ -41,8 +42,6 @@ pub use env::EnvKeySource;
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{FileKeySource, DEFAULT_FILE_REFRESH};
 pub use fixed::StaticKey;
-#[cfg(feature = "vault")]
-pub(crate) use vault::{parse_auth_response, parse_kv_response, vault_messages};
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use vault::{VaultKeySource, VaultKeySourceBuilder};

@@ -41,12 +41,10 @@ mod auth;
 mod builder;
 mod env;
 mod error;
-mod response;
+pub(crate) mod response;
 mod transport;
 
 pub use builder::VaultKeySourceBuilder;
-// For `crate::__fuzz`: the pure parsers, fed any bytes by the fuzz targets and property tests.
-pub(crate) use response::{parse_auth_response, vault_messages};
 
 use auth::{Auth, Check, Token, MAX_LEASE};
 use error::{kv_error, status_error, transport_error, Step};

@@ -11,6 +11,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::redact::safe_message;
+
 /// At most this many of Vault's `errors`/`warnings` strings go into a message…
 const MAX_MESSAGES: usize = 3;
 /// …each cut to this many characters.
@@ -19,13 +21,15 @@ const MAX_MESSAGE_CHARS: usize = 200;
 const MAX_FIELD_NAMES: usize = 8;
 
 /// A secret value read from a KV engine.
-pub(crate) struct KvSecret {
+// `pub` for the fuzz targets (`crate::fuzzing`, under `cfg(fuzzing)`); crate-private otherwise.
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
+pub struct KvSecret {
     /// The field's value.
-    pub(crate) value: SecretString,
+    pub value: SecretString,
     /// KV v1's `lease_duration`, when Vault set one (> 0) and the secret has a `ttl` field.
-    pub(crate) lease: Option<Duration>,
+    pub lease: Option<Duration>,
     /// KV v2's `metadata.version`, when present.
-    pub(crate) version: Option<u64>,
+    pub version: Option<u64>,
 }
 
 impl fmt::Debug for KvSecret {
@@ -39,24 +43,39 @@ impl fmt::Debug for KvSecret {
 
 /// Why a KV body did not yield the field. `Display` is a cause for a `KeyError`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum KvError {
+// `pub` for the fuzz targets (`crate::fuzzing`, under `cfg(fuzzing)`); crate-private otherwise.
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
+pub enum KvError {
     /// Not JSON, or not the JSON of a KV read.
     Malformed(String),
     /// KV v2: `data.data` is null because the version was deleted (soft delete).
     Deleted {
+        /// The version, from the metadata.
         version: Option<u64>,
+        /// The metadata's `deletion_time`, capped.
         at: Option<String>,
     },
     /// KV v2: `data.data` is null because the version was destroyed.
-    Destroyed { version: Option<u64> },
+    Destroyed {
+        /// The version, from the metadata.
+        version: Option<u64>,
+    },
     /// The secret has no such field; the names it has (up to a few) are listed.
     MissingField {
+        /// The field asked for.
         field: String,
+        /// The first few of the fields it has.
         available: Vec<String>,
+        /// How many more it has.
         more: usize,
     },
     /// The field is there but is not a string.
-    NotAString { field: String, found: &'static str },
+    NotAString {
+        /// The field asked for.
+        field: String,
+        /// The JSON type it has.
+        found: &'static str,
+    },
 }
 
 impl fmt::Display for KvError {
@@ -108,11 +127,9 @@ impl fmt::Display for KvError {
 /// (`request_id`, `lease_id`, `wrap_info`, …). A KV v2 body whose `data.data` is null (what
 /// Vault sends, with a 404, for a deleted or destroyed version) gives
 /// [`KvError::Deleted`]/[`KvError::Destroyed`] with the version from the metadata.
-pub(crate) fn parse_kv_response(
-    kv_version: u8,
-    body: &[u8],
-    field: &str,
-) -> Result<KvSecret, KvError> {
+// `pub` for the fuzz targets (`crate::fuzzing`, under `cfg(fuzzing)`); crate-private otherwise.
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
+pub fn parse_kv_response(kv_version: u8, body: &[u8], field: &str) -> Result<KvSecret, KvError> {
     let mut root = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => map,
         Ok(other) => {
@@ -209,11 +226,15 @@ fn deleted_or_destroyed(meta: &Map<String, Value>, version: Option<u64>) -> KvEr
 }
 
 /// The token a login or `renew-self` handed out, with its lease.
-pub(crate) struct AuthInfo {
-    pub(crate) client_token: SecretString,
+// `pub` for the fuzz targets (`crate::fuzzing`, under `cfg(fuzzing)`); crate-private otherwise.
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
+pub struct AuthInfo {
+    /// The token.
+    pub client_token: SecretString,
     /// Zero: the token does not expire.
-    pub(crate) lease: Duration,
-    pub(crate) renewable: bool,
+    pub lease: Duration,
+    /// Whether `renew-self` may extend it.
+    pub renewable: bool,
 }
 
 impl fmt::Debug for AuthInfo {
@@ -240,7 +261,9 @@ struct AuthBlock {
 }
 
 /// Reads the `auth` block of a login or `renew-self` answer.
-pub(crate) fn parse_auth_response(body: &[u8]) -> Result<AuthInfo, String> {
+// `pub` for the fuzz targets (`crate::fuzzing`, under `cfg(fuzzing)`); crate-private otherwise.
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
+pub fn parse_auth_response(body: &[u8]) -> Result<AuthInfo, String> {
     let envelope: AuthEnvelope = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     let auth = envelope
         .auth
@@ -259,7 +282,9 @@ pub(crate) fn parse_auth_response(body: &[u8]) -> Result<AuthInfo, String> {
 /// Vault's own `errors` (then `warnings`) strings from an error body, whitespace folded, each
 /// capped, at most a few: `"permission denied"`, `"Vault is sealed"`. Empty when there are none
 /// or the body is not JSON.
-pub(crate) fn vault_messages(body: &[u8]) -> Vec<String> {
+// `pub` for the fuzz targets (`crate::fuzzing`, under `cfg(fuzzing)`); crate-private otherwise.
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
+pub fn vault_messages(body: &[u8]) -> Vec<String> {
     let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(body) else {
         return Vec::new();
     };
@@ -284,7 +309,7 @@ pub(crate) fn vault_messages(body: &[u8]) -> Vec<String> {
         .into_iter()
         // Vault echoes no secret, but a proxy or a plugin might: redact what looks like a
         // token or a key (and cut, as `cap` would).
-        .map(|m| crate::errors::safe_message(&m, MAX_MESSAGE_CHARS))
+        .map(|m| safe_message(&m, MAX_MESSAGE_CHARS))
         .collect();
     if total > MAX_MESSAGES {
         messages.push(format!("and {} more", total - MAX_MESSAGES));
@@ -329,5 +354,7 @@ fn json_error(e: &serde_json::Error) -> String {
     format!("{what} (line {}, column {})", e.line(), e.column())
 }
 
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -32,7 +32,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(31 * 24 * 60 * 60);
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use http::HeaderMap;
-/// use tower_bearer::errors::parse_retry_after;
+/// use tower_bearer::retry::parse_retry_after;
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert("retry-after", "2.5".parse().unwrap());
@@ -259,19 +259,5 @@ mod tests {
             parse(&[("retry-after", "3"), ("retry-after", "4")]),
             Some(Duration::from_secs(3))
         );
-    }
-
-    #[test]
-    fn total_on_arbitrary_ascii() {
-        // A cheap stand-in for a fuzzer: every short printable string parses or is refused,
-        // and whatever parses is within the cap.
-        let mut rng = fastrand::Rng::with_seed(7);
-        for _ in 0..20_000 {
-            let len = rng.usize(0..40);
-            let s: String = (0..len).map(|_| rng.u8(0x20..0x7f) as char).collect();
-            if let Some(d) = parse(&[("retry-after", s.as_str())]) {
-                assert!(d <= MAX_RETRY_AFTER, "{s:?}");
-            }
-        }
     }
 }

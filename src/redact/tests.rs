@@ -1,5 +1,7 @@
 //! Tests of the redactor: what it redacts, what it shows, and that its work is linear.
 
+use proptest::prelude::*;
+
 use super::*;
 
 #[test]
@@ -246,5 +248,44 @@ fn the_work_is_linear_in_the_input() {
             small.len(),
             big.len()
         );
+    }
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// A valid `sk-` key: visible ASCII only, any punctuation included.
+fn sk_key() -> impl Strategy<Value = String> {
+    "[!-~]{13,60}".prop_map(|body| format!("sk-{body}"))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn an_echoed_key_never_survives(
+        key in sk_key(),
+        before in prop_oneof![
+            Just("Incorrect API key provided: "), Just("key '"), Just("Bearer "),
+            Just("(\""), Just(""), Just("token:"),
+        ],
+        after in prop_oneof![Just(""), Just("."), Just("' is revoked"), Just("\") x"), Just(" and more")],
+        padding in 0usize..320,
+    ) {
+        let echoed = format!("{}{before}{key}{after}", "x ".repeat(padding / 2));
+        let safe = safe_message(&echoed, 300);
+        prop_assert!(!shows_more_than_7_chars(&safe, &key), "{safe}");
+    }
+
+    #[test]
+    fn the_redaction_is_bounded_and_one_line(text in any::<String>(), max in 0usize..400) {
+        let safe = safe_message(&text, max);
+        prop_assert!(safe.chars().count() <= max + 1);
+        prop_assert!(!safe.chars().any(char::is_control), "{safe:?}");
     }
 }

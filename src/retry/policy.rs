@@ -1,23 +1,21 @@
-//! [`TransientRetryPolicy`] and [`TransientRetryLayer`]: retries for transient failures.
+//! [`TransientRetryPolicy`]: which failures are transient, which requests may be sent again,
+//! and how long to wait.
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, Response};
-use pin_project_lite::pin_project;
-use tokio::time::Sleep;
-use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::budget::TpsBudget;
 use tower::retry::Policy;
 use tower::BoxError;
 
-use super::api_error::{is_transient_status, ApiError};
+use super::budget::{default_budget, Allowance};
+use super::future::RetryDelay;
 use super::retry_after::parse_retry_after;
+use crate::map_error::{is_transient_status, ApiError};
 use crate::replay::{can_replay, try_clone_request};
 
 /// Default for [`TransientRetryPolicy::max_retries`]: 2 (so 3 attempts in all).
@@ -50,7 +48,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Retry *n* (from 0) waits `base_backoff · 2ⁿ` (0.5 s, 1 s, 2 s, …), at most `max_backoff`
 /// (8 s), less a random 0–25 % (jitter, so that clients do not retry in step). When the
 /// server says how long to wait (`retry-after-ms` or `Retry-After`, see
-/// [`parse_retry_after`](crate::errors::parse_retry_after)), that wait is used instead, with no
+/// [`parse_retry_after`](super::parse_retry_after)), that wait is used instead, with no
 /// jitter. A server wait longer than [`retry_after_cap`](TransientRetryPolicy::retry_after_cap)
 /// (60 s) is not retried at all: the caller gets the failure at once, with
 /// [`ApiError::retry_after`] telling how long the server asked for (a quota that resets
@@ -60,8 +58,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// **How much:** every request deposits into a [`TpsBudget`] and every retry withdraws from it;
 /// when it is empty, failures go back to the caller unretried. The default budget lets retries
 /// add 20 % to the load over a 10 s window, plus one retry a second, so a sustained outage is
-/// not made worse. Clones of a policy (and the services of one [`TransientRetryLayer`](crate::TransientRetryLayer)) share
-/// their budget.
+/// not made worse.
 ///
 /// The waits are tokio timers: the policy needs a tokio runtime with time enabled. The result
 /// the caller gets after the last attempt is that attempt's, unchanged.
@@ -79,13 +76,18 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 ///     .max_backoff(Duration::from_secs(4));
 /// let layer = RetryLayer::new(policy); // or TransientRetryLayer
 /// ```
+///
+/// # Clone
+///
+/// Clones share the budget (so do the services of one
+/// [`TransientRetryLayer`](crate::TransientRetryLayer)); the settings are the clone's own.
+/// tower's `Retry` clones the policy for every request, and that clone counts the request's
+/// retries against [`max_retries`](TransientRetryPolicy::max_retries).
 #[derive(Clone)]
 #[must_use = "a policy does nothing until a retry layer uses it"]
 pub struct TransientRetryPolicy {
     config: Config,
-    budget: Arc<TpsBudget>,
-    /// Retries made so far for the request this clone of the policy follows.
-    attempts: u32,
+    allowance: Allowance,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -108,8 +110,7 @@ impl TransientRetryPolicy {
                 retry_after_cap: DEFAULT_RETRY_AFTER_CAP,
                 retry_non_idempotent: false,
             },
-            budget: Arc::new(default_budget()),
-            attempts: 0,
+            allowance: Allowance::new(Arc::new(default_budget())),
         }
     }
 
@@ -149,7 +150,7 @@ impl TransientRetryPolicy {
     /// The retry budget (default: `TpsBudget::new(10 s, 1, 0.2)`, i.e. 20 % of requests plus
     /// one a second). Pass an `Arc<TpsBudget>` to share one budget between several policies.
     pub fn budget(mut self, budget: impl Into<Arc<TpsBudget>>) -> Self {
-        self.budget = budget.into();
+        self.allowance.budget = budget.into();
         self
     }
 
@@ -170,10 +171,6 @@ impl TransientRetryPolicy {
     }
 }
 
-fn default_budget() -> TpsBudget {
-    TpsBudget::new(Duration::from_secs(10), 1, 0.2)
-}
-
 impl Default for TransientRetryPolicy {
     fn default() -> Self {
         TransientRetryPolicy::new()
@@ -188,8 +185,8 @@ impl fmt::Debug for TransientRetryPolicy {
             .field("max_backoff", &self.config.max_backoff)
             .field("retry_after_cap", &self.config.retry_after_cap)
             .field("retry_non_idempotent", &self.config.retry_non_idempotent)
-            .field("budget", &self.budget)
-            .field("attempts", &self.attempts)
+            .field("budget", &self.allowance.budget)
+            .field("attempts", &self.allowance.attempts)
             .finish()
     }
 }
@@ -256,7 +253,7 @@ where
         result: &mut Result<Response<ResBody>, BoxError>,
     ) -> Option<RetryDelay> {
         let server_wait = transient(result)?;
-        if self.attempts >= self.config.max_retries || !can_replay(req) {
+        if self.allowance.used_up(self.config.max_retries) || !can_replay(req) {
             return None;
         }
         if let Some(wait) = server_wait.filter(|w| *w > self.config.retry_after_cap) {
@@ -269,7 +266,7 @@ where
             );
             return None;
         }
-        if !self.budget.withdraw() {
+        if !self.allowance.withdraw() {
             tracing::debug!(
                 method = %req.method(),
                 "transient failure not retried: the retry budget is spent"
@@ -278,63 +275,25 @@ where
         }
         let wait = match server_wait {
             Some(wait) => wait,
-            None => self.backoff(self.attempts),
+            None => self.backoff(self.allowance.attempts),
         };
-        self.attempts += 1;
+        self.allowance.count_retry();
         tracing::debug!(
             method = %req.method(),
-            attempt = self.attempts,
+            attempt = self.allowance.attempts,
             wait_ms = wait.as_millis() as u64,
             status = result.as_ref().ok().map(|r| r.status().as_u16()),
             "retrying after a transient failure"
         );
-        Some(RetryDelay {
-            sleep: tokio::time::sleep(wait),
-            wait,
-        })
+        Some(RetryDelay::new(wait))
     }
 
     fn clone_request(&mut self, req: &Request<B>) -> Option<Request<B>> {
-        if self.attempts == 0 {
-            // The first call for a request (later ones come after a retry): count it.
-            self.budget.deposit();
-        }
-        if self.attempts >= self.config.max_retries || !self.may_retry(req) {
+        self.allowance.on_call();
+        if self.allowance.used_up(self.config.max_retries) || !self.may_retry(req) {
             return None;
         }
         try_clone_request(req)
-    }
-}
-
-pin_project! {
-    /// The wait before a retry, returned by [`TransientRetryPolicy`]'s `Policy::retry`.
-    pub struct RetryDelay {
-        #[pin]
-        sleep: Sleep,
-        wait: Duration,
-    }
-}
-
-impl RetryDelay {
-    /// How long this wait is.
-    pub fn duration(&self) -> Duration {
-        self.wait
-    }
-}
-
-impl Future for RetryDelay {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.project().sleep.poll(cx)
-    }
-}
-
-impl fmt::Debug for RetryDelay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryDelay")
-            .field("wait", &self.wait)
-            .finish()
     }
 }
 

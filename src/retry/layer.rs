@@ -7,13 +7,13 @@ use tower::retry::budget::TpsBudget;
 use tower::retry::Retry;
 use tower_layer::Layer;
 
-use super::retry::TransientRetryPolicy;
+use super::policy::TransientRetryPolicy;
 
 /// Retries transient failures with a [`TransientRetryPolicy`]: tower's
 /// [`Retry`](tower::retry::Retry) with that policy, and the policy's setters.
 ///
-/// Put it outside the bearer layer, so that each attempt gets the current key; see the
-/// [module docs](crate::errors) for a whole stack.
+/// Put it outside the bearer layer, so that each attempt gets the current key; see
+/// [where the layers go](crate::retry#where-the-layers-go) for a whole stack.
 ///
 /// ```
 /// use std::time::Duration;
@@ -24,6 +24,12 @@ use super::retry::TransientRetryPolicy;
 ///     .base_backoff(Duration::from_millis(200))
 ///     .retry_after_cap(Duration::from_secs(20));
 /// ```
+///
+/// # Clone
+///
+/// tower's `Retry` clones the inner service for every request, to send it again through the
+/// clone, so the inner service must be `Clone`. Clones of the layer, and the services they
+/// make, share the policy's retry budget.
 #[derive(Clone, Debug, Default)]
 #[must_use = "a layer does nothing until it wraps a service"]
 pub struct TransientRetryLayer {

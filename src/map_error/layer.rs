@@ -12,8 +12,9 @@ use super::service::ErrorMapping;
 /// Responses below 400 go back untouched, their body still streaming. For the others the body
 /// is read, up to [`body_cap`](ErrorMappingLayer::body_cap) bytes and for at most
 /// [`body_timeout`](ErrorMappingLayer::body_timeout), and the service fails with an
-/// [`ApiError`](crate::ApiError) as a [`tower::BoxError`]. See the [module docs](crate::errors)
-/// for an example and where to put it in a stack.
+/// [`ApiError`](crate::ApiError) as a [`tower::BoxError`]. See the [module docs](crate::map_error)
+/// for an example, and [where the layers go](crate::retry#where-the-layers-go) for its place in a
+/// stack with the retry.
 ///
 /// ```
 /// use std::time::Duration;

@@ -1,4 +1,5 @@
-//! Making a server's message fit for a log line, in one linear pass.
+//! Making a server's message fit for a log line, in one linear pass: for `ApiError`'s `Display`
+//! and `Debug` and for the Vault source's error messages. A leaf: it imports nothing of the crate.
 //!
 //! The text is read as words (runs of visible ASCII) made of tokens (runs of
 //! [token bytes](is_token_byte)) and the punctuation between them. A secret is redacted from where
@@ -24,7 +25,9 @@
 
 /// `message` made fit for a log line: at most `max` characters (then `…`), control characters
 /// as spaces, and secrets redacted (see the module docs).
-pub(crate) fn safe_message(message: &str, max: usize) -> String {
+// `pub` for the fuzz targets (`crate::fuzzing`, under `cfg(fuzzing)`); crate-private otherwise.
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
+pub fn safe_message(message: &str, max: usize) -> String {
     Redactor::new(message, max).run().0
 }
 
@@ -200,6 +203,16 @@ impl<'a> Redactor<'a> {
 
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*' | b'.' | b'~' | b'+' | b'/' | b'=')
+}
+
+/// Whether `text` shows any run of 8 consecutive characters of `secret`: the leak the tests of
+/// every message that may quote a secret look for.
+#[cfg(test)]
+pub(crate) fn shows_more_than_7_chars(text: &str, secret: &str) -> bool {
+    let chars: Vec<char> = secret.chars().collect();
+    chars
+        .windows(8)
+        .any(|w| text.contains(&w.iter().collect::<String>()))
 }
 
 #[cfg(test)]

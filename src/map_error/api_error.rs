@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
 
 use super::body::{parse_error_body, ErrorBody};
-use super::redact::safe_message;
-use super::retry_after::parse_retry_after;
+use crate::redact::safe_message;
+use crate::retry::parse_retry_after;
 
 /// The longest message [`ApiError`]'s `Display` shows, in characters; the rest is cut with `…`.
 const DISPLAY_MESSAGE_CHARS: usize = 300;
@@ -222,7 +222,7 @@ impl ApiError {
     }
 
     /// How long the server asked to wait before a retry, from `retry-after-ms` or `retry-after`
-    /// (seconds or an HTTP date). See [`parse_retry_after`](crate::errors::parse_retry_after)
+    /// (seconds or an HTTP date). See [`parse_retry_after`](crate::retry::parse_retry_after)
     /// for what is ignored.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after

@@ -33,7 +33,7 @@ fn unix_seconds(at: SystemTime) -> f64 {
 }
 
 /// A load finished.
-pub(super) fn load(settings: &LoadSettings, outcome: Result<&ApiKey, &KeyError>, failures: u32) {
+pub(super) fn load(settings: &LoadSettings, outcome: Result<&ApiKey, &KeyError>) {
     let layer = layer(settings);
     let label = match outcome {
         Ok(_) => "ok",
@@ -41,8 +41,6 @@ pub(super) fn load(settings: &LoadSettings, outcome: Result<&ApiKey, &KeyError>,
     };
     metrics::counter!("tower_bearer_loads_total", "layer" => layer.clone(), "outcome" => label)
         .increment(1);
-    metrics::gauge!("tower_bearer_consecutive_failures", "layer" => layer.clone())
-        .set(f64::from(failures));
     if let Ok(key) = outcome {
         metrics::gauge!("tower_bearer_key_loaded_timestamp_seconds", "layer" => layer.clone())
             .set(unix_seconds(SystemTime::now()));
@@ -51,6 +49,12 @@ pub(super) fn load(settings: &LoadSettings, outcome: Result<&ApiKey, &KeyError>,
                 .set(unix_seconds(expiry));
         }
     }
+}
+
+/// Loads that failed in a row.
+pub(super) fn failures(settings: &LoadSettings, failures: u32) {
+    metrics::gauge!("tower_bearer_consecutive_failures", "layer" => layer(settings))
+        .set(f64::from(failures));
 }
 
 /// An event the hooks hear.

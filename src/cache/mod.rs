@@ -214,9 +214,7 @@ impl KeyCache {
                 if same {
                     let delay = backoff(flight.failures);
                     flight.failures = flight.failures.saturating_add(1);
-                    self.stats
-                        .failures
-                        .store(flight.failures, Ordering::Relaxed);
+                    self.set_failures(&settings, flight.failures);
                     flight.rejected_retry_at =
                         deadline(Instant::now(), delay).map(|at| (generation, at));
                     tracing::warn!(
@@ -265,6 +263,8 @@ impl KeyCache {
             Ok(key) => Ok(self.install(&mut flight, settings, key, RotationReason::Manual)),
             Err(err) => {
                 flight.last_error = Some(err.clone());
+                // Counts for the health (`status`), and so for the backoff of the next load.
+                flight.failures = flight.failures.saturating_add(1);
                 self.count_load(settings, Err(&err), flight.failures);
                 let failure = LoadFailure {
                     error: err.clone(),

@@ -73,11 +73,9 @@ impl KeyCache {
         failures: u32,
     ) {
         #[cfg(feature = "metrics")]
-        super::metrics::load(settings, outcome, failures);
-        #[cfg(not(feature = "metrics"))]
-        let _ = settings;
+        super::metrics::load(settings, outcome);
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
-        self.stats.failures.store(failures, Ordering::Relaxed);
+        self.set_failures(settings, failures);
         if let Ok(mut last) = self.stats.last_error.lock() {
             *last = outcome.err().cloned();
         }
@@ -108,6 +106,15 @@ impl KeyCache {
             "the API key expired and no new key could be loaded"
         );
         self.emit(settings, &KeyEvent::Expired(expiry));
+    }
+
+    /// Loads that failed in a row (or brought back a rejected key), for `status()` and metrics.
+    pub(super) fn set_failures(&self, settings: &LoadSettings, failures: u32) {
+        #[cfg(feature = "metrics")]
+        super::metrics::failures(settings, failures);
+        #[cfg(not(feature = "metrics"))]
+        let _ = settings;
+        self.stats.failures.store(failures, Ordering::Relaxed);
     }
 
     /// A 401 was replayed with a new key.

@@ -85,6 +85,7 @@ async fn the_header_is_marked_sensitive() {
 
 #[tokio::test]
 async fn env_source_over_real_http() {
+    let _env = support::env_lock().await;
     std::env::set_var("TB_TEST_ENV_KEY", KEY);
     let (addr, _) = echo_server().await;
     let client = ServiceBuilder::new()
@@ -112,6 +113,7 @@ async fn key_error_of(source: impl KeySource, addr: std::net::SocketAddr) -> Key
 
 #[tokio::test]
 async fn env_errors_name_the_variable_and_send_nothing() {
+    let _env = support::env_lock().await;
     let (addr, hits) = echo_server().await;
     std::env::remove_var("TB_TEST_UNSET");
     let err = key_error_of(EnvKeySource::new("TB_TEST_UNSET"), addr).await;
@@ -306,6 +308,7 @@ async fn host_scope_refuses_other_hosts_and_sends_nothing() {
 
 #[tokio::test]
 async fn azerion_preset_reads_its_variable_and_stays_on_its_host() {
+    let _env = support::env_lock().await;
     std::env::set_var(azerion::API_KEY_VAR, KEY);
     assert_eq!(azerion::BASE_URL, "https://api.azerion.ai/v1");
     let seen = Arc::new(Mutex::new(None));

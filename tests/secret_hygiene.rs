@@ -111,6 +111,8 @@ fn get(addr: std::net::SocketAddr, path: &str) -> Request<Empty<Bytes>> {
 
 #[tokio::test]
 async fn no_key_in_any_log_line_debug_or_display() {
+    // Step 7 sets and reads a variable.
+    let _env = support::env_lock().await;
     let (dispatch, logs) = support::logs::capture();
     let _guard = tracing::dispatcher::set_default(&dispatch);
     let mut shown: Vec<(&str, String)> = Vec::new();

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use support::sources::Steered;
+use support::InnerFailure;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
     azerion, ApiKey, BearerAuthLayer, EnvKeySource, KeyError, KeyErrorKind, KeySource, ScopeError,
@@ -351,15 +352,6 @@ async fn arc_dyn_key_source_works() {
         assert_eq!(body_text(client.oneshot(req).await.unwrap()).await, KEY);
     }
 }
-
-#[derive(Debug)]
-struct InnerFailure;
-impl std::fmt::Display for InnerFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("inner failed")
-    }
-}
-impl std::error::Error for InnerFailure {}
 
 #[tokio::test]
 async fn the_inner_error_passes_through() {

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Empty, Full};
 use support::sources::{Counted, Fresh, Steered};
+use support::InnerFailure;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{BearerAuthLayer, FileKeySource, RotationEvent, RotationReason};
 
@@ -259,17 +260,6 @@ enum OnAccepted {
     /// Announce the call, then never answer.
     Hang,
 }
-
-#[derive(Debug)]
-struct InnerFailure;
-
-impl std::fmt::Display for InnerFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection reset by the inner service")
-    }
-}
-
-impl std::error::Error for InnerFailure {}
 
 /// Inner service state: the key it accepts (others get a 401), and what it does then.
 struct Inner {

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use support::sources::{req, Steered};
+use support::InnerFailure;
 use tower::{BoxError, Layer, Service, ServiceExt};
 use tower_bearer::{BearerAuth, BearerAuthLayer, ResponseFuture};
 use tower_test::mock::{self, Handle, Mock};
@@ -198,17 +199,6 @@ async fn the_replay_waits_for_readiness_then_goes_out_with_the_new_key() {
     assert_eq!(source.loads(), 2, "no load after the reload");
 }
 
-#[derive(Debug)]
-struct NotReady;
-
-impl std::fmt::Display for NotReady {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("inner service failed its readiness check")
-    }
-}
-
-impl std::error::Error for NotReady {}
-
 #[tokio::test]
 async fn a_readiness_error_at_replay_time_reaches_the_caller() {
     let Rig {
@@ -219,14 +209,14 @@ async fn a_readiness_error_at_replay_time_reaches_the_caller() {
         mut probe,
     } = replay_waiting_for_readiness().await;
 
-    handle.send_error(NotReady);
+    handle.send_error(InnerFailure);
     assert!(probe.is_woken(), "the failure wakes the waiting replay");
     let Poll::Ready(res) = probe.poll() else {
         panic!("the readiness error left it pending: {}", probe.state());
     };
     // The 401 it had is dropped: the caller gets the inner service's error, unchanged.
     let err: BoxError = res.expect_err("the readiness error");
-    assert!(err.downcast_ref::<NotReady>().is_some(), "{err:?}");
+    assert!(err.downcast_ref::<InnerFailure>().is_some(), "{err:?}");
     assert!(
         handle.poll_request().is_pending(),
         "no replay was sent to a service that failed"

@@ -51,6 +51,18 @@ pub fn paused_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// An error of the inner service, told apart from the layer's own by its type.
+#[derive(Debug)]
+pub struct InnerFailure;
+
+impl std::fmt::Display for InnerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the inner service failed")
+    }
+}
+
+impl std::error::Error for InnerFailure {}
+
 /// A plain-http hyper-util client for request bodies of type `B`.
 pub fn client<B>() -> Client<HttpConnector, B>
 where

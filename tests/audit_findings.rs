@@ -24,7 +24,7 @@
 mod support;
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,74 +34,16 @@ use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use support::advance;
-use support::sources::{accepting, api, req, send, Steered};
+use support::sources::{accepting, api, req, send, Fresh, Steered};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
-    ApiKey, BearerAuthLayer, FileKeySource, KeyError, KeyErrorKind, KeyFuture, KeySource,
-    ScopeError, StaticKey,
+    ApiKey, BearerAuthLayer, FileKeySource, KeyError, KeyErrorKind, KeySource, ScopeError,
+    StaticKey,
 };
 
 const KEY_A: &str = "sk-audit-round2-AAAAAAAAAAAA";
 const KEY_B: &str = "sk-audit-round2-BBBBBBBBBBBB";
 const TTL: Duration = Duration::from_secs(60);
-
-/// A source with a latency (a Vault across a busy network), and a switch that makes it panic
-/// (a bug in a source, or in a library it calls). Counts the loads started and finished.
-struct Slow {
-    key: Mutex<String>,
-    ttl: Option<Duration>,
-    delay: Mutex<Duration>,
-    panics: AtomicBool,
-    started: AtomicUsize,
-    finished: AtomicUsize,
-}
-
-impl Slow {
-    fn new(key: &str, ttl: Option<Duration>) -> Arc<Slow> {
-        Arc::new(Slow {
-            key: Mutex::new(key.to_owned()),
-            ttl,
-            delay: Mutex::new(Duration::ZERO),
-            panics: AtomicBool::new(false),
-            started: AtomicUsize::new(0),
-            finished: AtomicUsize::new(0),
-        })
-    }
-    fn set(&self, key: &str) {
-        *self.key.lock().unwrap() = key.to_owned();
-    }
-    fn set_delay(&self, delay: Duration) {
-        *self.delay.lock().unwrap() = delay;
-    }
-    fn started(&self) -> usize {
-        self.started.load(Ordering::SeqCst)
-    }
-    fn finished(&self) -> usize {
-        self.finished.load(Ordering::SeqCst)
-    }
-}
-
-impl KeySource for Slow {
-    fn load(&self) -> KeyFuture<'_> {
-        self.started.fetch_add(1, Ordering::SeqCst);
-        let key = self.key.lock().unwrap().clone();
-        let delay = *self.delay.lock().unwrap();
-        Box::pin(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            if self.panics.load(Ordering::SeqCst) {
-                panic!("bug in the key source");
-            }
-            self.finished.fetch_add(1, Ordering::SeqCst);
-            let key = ApiKey::new(key)?;
-            Ok(match self.ttl {
-                Some(ttl) => key.refresh_after(ttl),
-                None => key,
-            })
-        })
-    }
-}
 
 // ------------------------------------------------------------------------------------------
 // Findings: each of these FAILS on the audited code.
@@ -123,7 +65,7 @@ impl KeySource for Slow {
 /// make the request that triggered it wait at all while the current key is still usable.
 #[tokio::test(start_paused = true)]
 async fn finding_a_refresh_slower_than_the_callers_timeout_never_lands() {
-    let source = Slow::new(KEY_A, Some(TTL));
+    let source = Steered::new(KEY_A, Some(TTL));
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = ServiceBuilder::new()
         .timeout(Duration::from_secs(1))
@@ -131,7 +73,7 @@ async fn finding_a_refresh_slower_than_the_callers_timeout_never_lands() {
         .service(api(accepting("*")));
     assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
     // The store rotates to B and from now on answers in 2 s: twice the caller's timeout.
-    source.set(KEY_B);
+    source.set(Some(KEY_B));
     source.set_delay(Duration::from_secs(2));
     advance(TTL).await;
     let (mut fresh, mut stale, mut failed) = (0, 0, 0);
@@ -148,10 +90,10 @@ async fn finding_a_refresh_slower_than_the_callers_timeout_never_lands() {
     // may time out: at most one failure per refresh, never a storm of loads.
     let refreshes = source.finished() - 1;
     assert!(
-        fresh > 0 && failed <= refreshes.max(1) && source.started() <= source.finished() + 1,
+        fresh > 0 && failed <= refreshes.max(1) && source.loads() <= source.finished() + 1,
         "a minute of traffic after the key fell due: {fresh} requests with the new key, \
          {stale} with the old one, {failed} failed; {} loads started, {} finished",
-        source.started(),
+        source.loads(),
         source.finished()
     );
 }
@@ -167,7 +109,7 @@ async fn finding_a_refresh_slower_than_the_callers_timeout_never_lands() {
 /// load abandoned mid-flight as in progress so that the next requester joins it.
 #[tokio::test(start_paused = true)]
 async fn finding_a_first_load_slower_than_the_callers_timeout_never_completes() {
-    let source = Slow::new(KEY_A, Some(TTL));
+    let source = Steered::new(KEY_A, Some(TTL));
     source.set_delay(Duration::from_secs(2));
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = ServiceBuilder::new()
@@ -182,9 +124,9 @@ async fn finding_a_first_load_slower_than_the_callers_timeout_never_completes() 
         advance(Duration::from_secs(1)).await;
     }
     assert!(
-        ok > 0 && source.started() <= 10,
+        ok > 0 && source.loads() <= 10,
         "20 requests over 20 s: {ok} succeeded; {} loads started, {} finished; key: {:?}",
-        source.started(),
+        source.loads(),
         source.finished(),
         layer.handle().fingerprint()
     );
@@ -197,7 +139,7 @@ async fn finding_a_first_load_slower_than_the_callers_timeout_never_completes() 
 /// for ever, though the store has held the new key all along.
 #[tokio::test(start_paused = true)]
 async fn finding_a_401_reload_slower_than_the_callers_timeout_never_heals() {
-    let source = Slow::new(KEY_A, None);
+    let source = Steered::new(KEY_A, None);
     let accepted = accepting(KEY_A);
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = ServiceBuilder::new()
@@ -206,7 +148,7 @@ async fn finding_a_401_reload_slower_than_the_callers_timeout_never_heals() {
         .service(api(accepted.clone()));
     assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
     // The store rotates to B (and now answers in 2 s); the server revokes A.
-    source.set(KEY_B);
+    source.set(Some(KEY_B));
     source.set_delay(Duration::from_secs(2));
     *accepted.lock().unwrap() = KEY_B.to_owned();
     let (mut healed, mut failed) = (0, 0);
@@ -218,10 +160,10 @@ async fn finding_a_401_reload_slower_than_the_callers_timeout_never_heals() {
         advance(Duration::from_secs(1)).await;
     }
     assert!(
-        healed > 0 && source.started() <= 5,
+        healed > 0 && source.loads() <= 5,
         "30 requests over 30 s after the rotation: {healed} healed, {failed} failed; {} loads \
          started, {} finished",
-        source.started(),
+        source.loads(),
         source.finished()
     );
 }
@@ -240,12 +182,12 @@ async fn finding_a_401_reload_slower_than_the_callers_timeout_never_heals() {
 /// normal failure path (old key kept, backoff).
 #[tokio::test(start_paused = true)]
 async fn finding_a_panicking_source_at_refresh_time_panics_every_request() {
-    let source = Slow::new(KEY_A, Some(TTL));
+    let source = Steered::new(KEY_A, Some(TTL));
     let layer = BearerAuthLayer::new(source.clone());
     let svc = layer.layer(api(accepting(KEY_A)));
     assert_eq!(send(&mut svc.clone()).await.unwrap().1, KEY_A);
     advance(TTL).await;
-    source.panics.store(true, Ordering::SeqCst);
+    source.set_panics(true);
     let mut outcomes = Vec::new();
     for _ in 0..5 {
         let mut svc = svc.clone();
@@ -859,38 +801,16 @@ async fn holds_futures_dropped_at_each_await_point() {
     assert_eq!(source.loads(), 4);
 }
 
-/// A source that hands out a new key at every load and tells the server, which then accepts
-/// that key only: every load revokes every earlier key.
-struct Rotating {
-    n: AtomicUsize,
-    newest: Arc<Mutex<String>>,
-    ttl: Duration,
-}
-
-impl KeySource for Rotating {
-    fn load(&self) -> KeyFuture<'_> {
-        let n = self.n.fetch_add(1, Ordering::SeqCst);
-        let key = format!("sk-audit-rotating-{n:012}");
-        *self.newest.lock().unwrap() = key.clone();
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            Ok(ApiKey::new(key)?.refresh_after(self.ttl))
-        })
-    }
-}
-
 /// HOLDS: refreshes, 401 reloads and manual rotations racing on a multi-thread runtime, with
 /// every load revoking the key before it: no request is tried more than twice, no replay
 /// carries the key its first try was rejected with, the loads stay bounded, nothing panics
 /// or hangs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_refresh_401_and_rotate_racing_on_a_multi_thread_runtime() {
-    let newest = Arc::new(Mutex::new(String::new()));
-    let source = Arc::new(Rotating {
-        n: AtomicUsize::new(0),
-        newest: newest.clone(),
-        ttl: Duration::from_millis(2),
-    });
+    // A new key at every load, and the server accepts the newest only: every load revokes
+    // every earlier key.
+    let source = Fresh::refreshing_after("sk-audit-rotating-", Some(Duration::from_millis(2)));
+    let newest = source.clone();
     let layer = BearerAuthLayer::new(source.clone());
     let tries = Arc::new(Mutex::new(
         std::collections::HashMap::<u64, Vec<String>>::new(),
@@ -908,7 +828,7 @@ async fn holds_refresh_401_and_rotate_racing_on_a_multi_thread_runtime() {
         async move {
             // The server takes its time: other requests, loads and rotations overlap.
             tokio::task::yield_now().await;
-            let ok = *newest.lock().unwrap() == token;
+            let ok = newest.newest() == token;
             let mut res = Response::new(token);
             if !ok {
                 *res.status_mut() = StatusCode::UNAUTHORIZED;
@@ -961,7 +881,7 @@ async fn holds_refresh_401_and_rotate_racing_on_a_multi_thread_runtime() {
             );
         }
     }
-    let loads = source.n.load(Ordering::SeqCst);
+    let loads = source.loads();
     let replayed = tries.values().filter(|t| t.len() == 2).count();
     eprintln!("{loads} loads, {replayed} replays");
     assert!(loads <= 1 + 50 + 40 + 1600, "{loads} loads");
@@ -1007,28 +927,28 @@ fn holds_the_timer_is_re_armed_on_the_next_runtime() {
 /// key loads and refreshes as usual.
 #[tokio::test(start_paused = true)]
 async fn holds_the_layer_recovers_after_a_source_panicked() {
-    let source = Slow::new(KEY_A, Some(TTL));
+    let source = Steered::new(KEY_A, Some(TTL));
     let layer = BearerAuthLayer::new(source.clone());
     let svc = layer.layer(api(accepting("*")));
     // A panicking source is a failed load (since finding 4): an error, never a panic.
-    source.panics.store(true, Ordering::SeqCst);
+    source.set_panics(true);
     let first = attempt(&svc).await.expect("no panic");
     assert!(first.is_err(), "first load");
     let handle = layer.handle();
     let rotation = tokio::spawn(async move { handle.rotate().await });
     assert!(rotation.await.expect("no panic").is_err(), "rotation");
-    source.panics.store(false, Ordering::SeqCst);
+    source.set_panics(false);
     advance(Duration::from_secs(1)).await; // past the first-load backoff
     assert_eq!(attempt(&svc).await.unwrap().unwrap(), KEY_A);
     advance(TTL).await;
-    source.panics.store(true, Ordering::SeqCst);
+    source.set_panics(true);
     assert_eq!(
         attempt(&svc).await.unwrap().unwrap(),
         KEY_A,
         "refresh: the key kept"
     );
-    source.panics.store(false, Ordering::SeqCst);
-    source.set(KEY_B);
+    source.set_panics(false);
+    source.set(Some(KEY_B));
     advance(Duration::from_secs(1)).await; // past the refresh backoff
     assert_eq!(attempt(&svc).await.unwrap().unwrap(), KEY_B);
 }

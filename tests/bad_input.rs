@@ -408,6 +408,8 @@ fn shows_more_than_7_chars(text: &str, secret: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_gives_a_clear_error_without_the_secret() {
+    // The environment cases set and read variables.
+    let _env = support::env_lock().await;
     #[allow(unused_mut)]
     let mut cases = cases();
     #[cfg(feature = "vault")]

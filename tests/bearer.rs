@@ -12,49 +12,15 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
+use support::sources::Steered;
+use support::InnerFailure;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
-    azerion, ApiKey, BearerAuthLayer, EnvKeySource, KeyError, KeyErrorKind, KeyFuture, KeySource,
-    ScopeError, StaticKey,
+    azerion, ApiKey, BearerAuthLayer, EnvKeySource, KeyError, KeyErrorKind, KeySource, ScopeError,
+    StaticKey,
 };
 
 const KEY: &str = "sk-test-0123456789abcdefXYZ1";
-
-/// Counts loads; optionally holds every load until released.
-struct CountingSource {
-    key: &'static str,
-    loads: AtomicUsize,
-    gate: tokio::sync::Semaphore,
-}
-
-impl CountingSource {
-    fn open(key: &'static str) -> Arc<Self> {
-        Arc::new(CountingSource {
-            key,
-            loads: AtomicUsize::new(0),
-            gate: tokio::sync::Semaphore::new(Semaphore::MAX_PERMITS),
-        })
-    }
-    fn gated(key: &'static str) -> Arc<Self> {
-        Arc::new(CountingSource {
-            key,
-            loads: AtomicUsize::new(0),
-            gate: tokio::sync::Semaphore::new(0),
-        })
-    }
-}
-
-use tokio::sync::Semaphore;
-
-impl KeySource for CountingSource {
-    fn load(&self) -> KeyFuture<'_> {
-        Box::pin(async move {
-            self.loads.fetch_add(1, Ordering::SeqCst);
-            let _permit = self.gate.acquire().await.expect("gate open");
-            ApiKey::new(self.key)
-        })
-    }
-}
 
 /// A loopback server that echoes the bearer token it got, and counts hits.
 async fn echo_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
@@ -120,6 +86,7 @@ async fn the_header_is_marked_sensitive() {
 
 #[tokio::test]
 async fn env_source_over_real_http() {
+    let _env = support::env_lock().await;
     std::env::set_var("TB_TEST_ENV_KEY", KEY);
     let (addr, _) = echo_server().await;
     let client = ServiceBuilder::new()
@@ -147,6 +114,7 @@ async fn key_error_of(source: impl KeySource, addr: std::net::SocketAddr) -> Key
 
 #[tokio::test]
 async fn env_errors_name_the_variable_and_send_nothing() {
+    let _env = support::env_lock().await;
     let (addr, hits) = echo_server().await;
     std::env::remove_var("TB_TEST_UNSET");
     let err = key_error_of(EnvKeySource::new("TB_TEST_UNSET"), addr).await;
@@ -188,7 +156,8 @@ async fn env_errors_name_the_variable_and_send_nothing() {
 #[tokio::test]
 async fn a_hundred_concurrent_first_calls_load_once() {
     let (addr, hits) = echo_server().await;
-    let source = CountingSource::gated(KEY);
+    let source = Steered::new(KEY, None);
+    source.gate();
     let layer = BearerAuthLayer::new(source.clone());
     let client = ServiceBuilder::new()
         .layer(layer)
@@ -204,34 +173,24 @@ async fn a_hundred_concurrent_first_calls_load_once() {
         }));
     }
     // Let every task reach the load before it finishes.
-    while source.loads.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    source.started(1).await;
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    source.gate.add_permits(Semaphore::MAX_PERMITS);
+    source.open_all();
     for task in tasks {
         let res = task.await.unwrap().unwrap();
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(source.loads.load(Ordering::SeqCst), 1);
+    assert_eq!(source.loads(), 1);
     assert_eq!(hits.load(Ordering::SeqCst), 100);
 }
 
 #[tokio::test]
 async fn a_failed_first_load_is_shared_by_its_waiters() {
-    struct Failing(AtomicUsize, Semaphore);
-    impl KeySource for Failing {
-        fn load(&self) -> KeyFuture<'_> {
-            Box::pin(async move {
-                self.0.fetch_add(1, Ordering::SeqCst);
-                let _p = self.1.acquire().await.unwrap();
-                Err(KeyError::new(KeyErrorKind::Unavailable, "down").with_origin("test source"))
-            })
-        }
-    }
-    let source = Arc::new(Failing(AtomicUsize::new(0), Semaphore::new(0)));
+    let source = Steered::new(KEY, None);
+    source.fail_with(KeyError::new(KeyErrorKind::Unavailable, "down").with_origin("test source"));
+    source.gate();
     let svc = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(source.clone()))
         .service(service_fn(|_: Request<Empty<Bytes>>| async {
@@ -243,22 +202,16 @@ async fn a_failed_first_load_is_shared_by_its_waiters() {
             tokio::spawn(svc.oneshot(Request::get("https://x.test/").body(Empty::new()).unwrap()))
         })
         .collect();
-    while source.0.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    source.started(1).await;
     for _ in 0..50 {
         tokio::task::yield_now().await;
     }
-    source.1.add_permits(1000);
+    source.open_all();
     for call in calls {
         let err = call.await.unwrap().unwrap_err();
         assert_eq!(err.to_string(), "test source: down");
     }
-    assert_eq!(
-        source.0.load(Ordering::SeqCst),
-        1,
-        "one load for all waiters"
-    );
+    assert_eq!(source.loads(), 1, "one load for all waiters");
 }
 
 #[tokio::test]
@@ -283,7 +236,7 @@ async fn the_callers_own_header_wins_unless_overridden() {
 
 #[tokio::test]
 async fn cleartext_to_a_remote_host_is_refused() {
-    let source = CountingSource::open(KEY);
+    let source = Steered::new(KEY, None);
     let calls = Arc::new(AtomicUsize::new(0));
     let calls2 = calls.clone();
     let inner = service_fn(move |_: Request<Empty<Bytes>>| {
@@ -302,11 +255,7 @@ async fn cleartext_to_a_remote_host_is_refused() {
     assert_eq!(refused.host(), Some("api.azerion.ai"));
     assert!(err.to_string().contains("http://"), "{err}");
     assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing was sent");
-    assert_eq!(
-        source.loads.load(Ordering::SeqCst),
-        0,
-        "no key was even loaded"
-    );
+    assert_eq!(source.loads(), 0, "no key was even loaded");
 
     // Loopback is always fine; anything else only when allowed.
     for uri in [
@@ -360,6 +309,7 @@ async fn host_scope_refuses_other_hosts_and_sends_nothing() {
 
 #[tokio::test]
 async fn azerion_preset_reads_its_variable_and_stays_on_its_host() {
+    let _env = support::env_lock().await;
     std::env::set_var(azerion::API_KEY_VAR, KEY);
     assert_eq!(azerion::BASE_URL, "https://api.azerion.ai/v1");
     let seen = Arc::new(Mutex::new(None));
@@ -402,15 +352,6 @@ async fn arc_dyn_key_source_works() {
         assert_eq!(body_text(client.oneshot(req).await.unwrap()).await, KEY);
     }
 }
-
-#[derive(Debug)]
-struct InnerFailure;
-impl std::fmt::Display for InnerFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("inner failed")
-    }
-}
-impl std::error::Error for InnerFailure {}
 
 #[tokio::test]
 async fn the_inner_error_passes_through() {

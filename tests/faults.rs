@@ -23,10 +23,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Empty, Full};
+use support::sources::{Counted, Fresh, Steered};
+use support::InnerFailure;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_bearer::{
-    ApiKey, BearerAuthLayer, FileKeySource, KeyFuture, KeySource, RotationEvent, RotationReason,
-};
+use tower_bearer::{BearerAuthLayer, FileKeySource, RotationEvent, RotationReason};
 
 const KEY_A: &str = "sk-faults-key-AAAAAAAAAAAAAA";
 const KEY_B: &str = "sk-faults-key-BBBBBBBBBBBBBB";
@@ -35,22 +35,6 @@ const TTL: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------
 // The key file goes bad while its key is cached.
 // ---------------------------------------------------------------------------------------------
-
-/// The file source, counting its loads.
-struct Counted(FileKeySource, AtomicUsize);
-
-impl Counted {
-    fn loads(&self) -> usize {
-        self.1.load(Ordering::SeqCst)
-    }
-}
-
-impl KeySource for Counted {
-    fn load(&self) -> KeyFuture<'_> {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.load()
-    }
-}
 
 type EchoFn = fn(Request<Empty<Bytes>>) -> std::future::Ready<Result<Response<String>, Infallible>>;
 
@@ -88,10 +72,7 @@ async fn file_fault(break_file: impl FnOnce(&Path), repair: impl FnOnce(&Path), 
     write_private(&path, KEY_A);
     let (dispatch, logs) = support::logs::capture();
     let _guard = tracing::dispatcher::set_default(&dispatch);
-    let source = Arc::new(Counted(
-        FileKeySource::new(&path).refresh_after(TTL),
-        AtomicUsize::new(0),
-    ));
+    let source = Counted::new(FileKeySource::new(&path).refresh_after(TTL));
     let events = Arc::new(Mutex::new(Vec::<RotationEvent>::new()));
     let sink = events.clone();
     let layer = BearerAuthLayer::new(source.clone())
@@ -269,35 +250,6 @@ fn unprivileged_permissions_removed() {
 // The inner service fails in the replay.
 // ---------------------------------------------------------------------------------------------
 
-/// An in-memory source whose key the test switches; counts loads.
-struct SwitchSource {
-    key: Mutex<&'static str>,
-    loads: AtomicUsize,
-}
-
-impl SwitchSource {
-    fn with(key: &'static str) -> Arc<Self> {
-        Arc::new(SwitchSource {
-            key: Mutex::new(key),
-            loads: AtomicUsize::new(0),
-        })
-    }
-    fn set(&self, key: &'static str) {
-        *self.key.lock().unwrap() = key;
-    }
-    fn loads(&self) -> usize {
-        self.loads.load(Ordering::SeqCst)
-    }
-}
-
-impl KeySource for SwitchSource {
-    fn load(&self) -> KeyFuture<'_> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        let key = *self.key.lock().unwrap();
-        Box::pin(async move { ApiKey::new(key) })
-    }
-}
-
 /// What the inner service does with a request carrying the key it accepts.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum OnAccepted {
@@ -308,17 +260,6 @@ enum OnAccepted {
     /// Announce the call, then never answer.
     Hang,
 }
-
-#[derive(Debug)]
-struct InnerFailure;
-
-impl std::fmt::Display for InnerFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection reset by the inner service")
-    }
-}
-
-impl std::error::Error for InnerFailure {}
 
 /// Inner service state: the key it accepts (others get a 401), and what it does then.
 struct Inner {
@@ -369,7 +310,7 @@ fn inner_service(state: Arc<Inner>) -> InnerSvc {
 }
 
 struct Rig {
-    source: Arc<SwitchSource>,
+    source: Arc<Steered>,
     inner: Arc<Inner>,
     svc: tower_bearer::BearerAuth<InnerSvc>,
     layer: BearerAuthLayer,
@@ -378,7 +319,7 @@ struct Rig {
 /// A layer whose cached key is KEY_A, then revoked: the source now has KEY_B, the inner service
 /// accepts only KEY_B, and does `mode` with it.
 async fn rotated_rig(mode: OnAccepted) -> Rig {
-    let source = SwitchSource::with(KEY_A);
+    let source = Steered::new(KEY_A, None);
     let inner = Arc::new(Inner {
         accepted: Mutex::new(KEY_A),
         mode: Mutex::new(OnAccepted::Answer),
@@ -392,7 +333,7 @@ async fn rotated_rig(mode: OnAccepted) -> Rig {
         .service(inner_service(inner.clone()));
     let res = svc.clone().oneshot(post()).await.unwrap();
     assert_eq!(res.status(), 200);
-    source.set(KEY_B);
+    source.set(Some(KEY_B));
     *inner.accepted.lock().unwrap() = KEY_B;
     *inner.mode.lock().unwrap() = mode;
     Rig {
@@ -496,15 +437,9 @@ async fn a_caller_dropped_mid_replay_leaves_the_cache_usable() {
 // A 401 storm: the server rejects every key, many requests at once.
 // ---------------------------------------------------------------------------------------------
 
-/// A new key on every load.
-struct Fresh(AtomicUsize);
-
-impl KeySource for Fresh {
-    fn load(&self) -> KeyFuture<'_> {
-        let n = self.0.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async move { ApiKey::new(format!("sk-storm-key-{n:012}")) })
-    }
-}
+/// The storm's source hands out these keys: the first load gives `sk-storm-key-1`.
+const STORM_KEYS: &str = "sk-storm-key-";
+const FIRST_STORM_KEY: &str = "sk-storm-key-1";
 
 /// Every request the server saw: (`x-request` id, bearer token).
 type Seen = Arc<Mutex<Vec<(usize, String)>>>;
@@ -527,7 +462,7 @@ async fn rejecting_server(gate: Option<usize>) -> (std::net::SocketAddr, Seen) {
             let token = support::bearer(&req).unwrap_or_default();
             seen.lock().unwrap().push((id, token.clone()));
             if let Some(barrier) = barrier {
-                if token == "sk-storm-key-000000000000" {
+                if token == FIRST_STORM_KEY {
                     barrier.wait().await;
                 }
             }
@@ -540,7 +475,7 @@ async fn rejecting_server(gate: Option<usize>) -> (std::net::SocketAddr, Seen) {
 
 async fn storm(concurrency: usize, gate: bool) -> (usize, HashMap<usize, Vec<String>>) {
     let (addr, seen) = rejecting_server(gate.then_some(concurrency)).await;
-    let source = Arc::new(Fresh(AtomicUsize::new(0)));
+    let source = Fresh::new(STORM_KEYS);
     let client = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(source.clone()))
         .service(support::client::<Full<Bytes>>());
@@ -570,7 +505,7 @@ async fn storm(concurrency: usize, gate: bool) -> (usize, HashMap<usize, Vec<Str
     for (id, token) in seen.lock().unwrap().iter() {
         per_request.entry(*id).or_default().push(token.clone());
     }
-    (source.0.load(Ordering::SeqCst), per_request)
+    (source.loads(), per_request)
 }
 
 fn assert_one_retry_each(concurrency: usize, per_request: &HashMap<usize, Vec<String>>) {

@@ -5,69 +5,20 @@
 mod support;
 
 use support::advance;
+use support::sources::Steered;
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Empty;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_bearer::{
-    ApiKey, BearerAuthLayer, KeyError, KeyErrorKind, KeyFuture, KeySource, RotationReason,
-};
+use tower_bearer::{BearerAuthLayer, KeyError, KeyErrorKind, RotationReason};
 
 const KEY_A: &str = "sk-fresh-key-AAAAAAAAAAAAAA";
 const KEY_B: &str = "sk-fresh-key-BBBBBBBBBBBBBB";
 const TTL: Duration = Duration::from_secs(60);
-
-enum Mode {
-    Key(&'static str),
-    Fail,
-    Hang,
-}
-
-/// A source the test steers; every key carries a 60 s refresh hint.
-struct Steered {
-    mode: Mutex<Mode>,
-    loads: AtomicUsize,
-}
-
-impl Steered {
-    fn new(key: &'static str) -> Arc<Self> {
-        Arc::new(Steered {
-            mode: Mutex::new(Mode::Key(key)),
-            loads: AtomicUsize::new(0),
-        })
-    }
-    fn set(&self, mode: Mode) {
-        *self.mode.lock().unwrap() = mode;
-    }
-    fn loads(&self) -> usize {
-        self.loads.load(Ordering::SeqCst)
-    }
-}
-
-impl KeySource for Steered {
-    fn load(&self) -> KeyFuture<'_> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        let mode = match &*self.mode.lock().unwrap() {
-            Mode::Key(k) => Mode::Key(k),
-            Mode::Fail => Mode::Fail,
-            Mode::Hang => Mode::Hang,
-        };
-        Box::pin(async move {
-            match mode {
-                Mode::Key(k) => Ok(ApiKey::new(k)?.refresh_after(TTL)),
-                Mode::Fail => Err(KeyError::new(KeyErrorKind::Unavailable, "store is down")
-                    .with_origin("steered source")),
-                Mode::Hang => std::future::pending().await,
-            }
-        })
-    }
-}
 
 type EchoFn = fn(Request<Empty<Bytes>>) -> std::future::Ready<Result<Response<String>, Infallible>>;
 type Svc = tower_bearer::BearerAuth<tower::util::ServiceFn<EchoFn>>;
@@ -90,7 +41,7 @@ async fn token(svc: &mut Svc) -> Result<String, BoxError> {
 
 #[tokio::test(start_paused = true)]
 async fn the_refresh_hint_is_honoured() {
-    let source = Steered::new(KEY_A);
+    let source = Steered::new(KEY_A, Some(TTL));
     let (events, hook) = support::recorder();
     let layer = BearerAuthLayer::new(source.clone()).on_rotate(hook);
     let mut svc = echo(&layer);
@@ -103,7 +54,7 @@ async fn the_refresh_hint_is_honoured() {
     }
     assert_eq!(source.loads(), 1, "no reload before the hint");
 
-    source.set(Mode::Key(KEY_B));
+    source.set(Some(KEY_B));
     advance(Duration::from_secs(11)).await; // past the hint
     assert_eq!(
         token(&mut svc).await.unwrap(),
@@ -118,7 +69,7 @@ async fn the_refresh_hint_is_honoured() {
 
 #[tokio::test(start_paused = true)]
 async fn the_refresh_starts_in_the_last_tenth_of_the_ttl() {
-    let source = Steered::new(KEY_A);
+    let source = Steered::new(KEY_A, Some(TTL));
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = echo(&layer);
     token(&mut svc).await.unwrap();
@@ -132,14 +83,14 @@ async fn the_refresh_starts_in_the_last_tenth_of_the_ttl() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_refresh_keeps_the_last_good_key_and_backs_off() {
-    let source = Steered::new(KEY_A);
+    let source = Steered::new(KEY_A, Some(TTL));
     let (dispatch, logs) = support::logs::capture();
     let _guard = tracing::dispatcher::set_default(&dispatch);
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = echo(&layer);
     token(&mut svc).await.unwrap();
 
-    source.set(Mode::Fail);
+    source.set(None);
     advance(TTL).await;
     assert_eq!(token(&mut svc).await.unwrap(), KEY_A, "serve stale");
     assert_eq!(source.loads(), 2);
@@ -163,7 +114,7 @@ async fn a_failed_refresh_keeps_the_last_good_key_and_backs_off() {
     token(&mut svc).await.unwrap();
     assert_eq!(source.loads(), 3, "the backoff grows");
 
-    source.set(Mode::Key(KEY_B));
+    source.set(Some(KEY_B));
     advance(Duration::from_millis(600)).await;
     assert_eq!(
         token(&mut svc).await.unwrap(),
@@ -175,15 +126,15 @@ async fn a_failed_refresh_keeps_the_last_good_key_and_backs_off() {
 
 #[tokio::test(start_paused = true)]
 async fn with_no_key_at_all_the_request_fails_with_the_key_error() {
-    let source = Steered::new(KEY_A);
-    source.set(Mode::Fail);
+    let source = Steered::new(KEY_A, Some(TTL));
+    source.set(None);
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = echo(&layer);
     let err = token(&mut svc).await.unwrap_err();
     let key_err = err.downcast_ref::<KeyError>().expect("a KeyError");
     assert_eq!(key_err.to_string(), "steered source: store is down");
     assert_eq!(source.loads(), 1);
-    source.set(Mode::Key(KEY_A));
+    source.set(Some(KEY_A));
     // Within the backoff window (0.5 s ± 20%) the failure is shared: no load back to back.
     for _ in 0..20 {
         let err = token(&mut svc).await.unwrap_err();
@@ -201,8 +152,8 @@ async fn with_no_key_at_all_the_request_fails_with_the_key_error() {
 
 #[tokio::test(start_paused = true)]
 async fn a_source_failing_fast_before_the_first_key_is_asked_once_per_backoff_window() {
-    let source = Steered::new(KEY_A);
-    source.set(Mode::Fail);
+    let source = Steered::new(KEY_A, Some(TTL));
+    source.set(None);
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = echo(&layer);
     // 2 s of requests, one every 10 ms: 200 requests, and the backoff doubles from 0.5 s.
@@ -217,8 +168,8 @@ async fn a_source_failing_fast_before_the_first_key_is_asked_once_per_backoff_wi
 
 #[tokio::test(start_paused = true)]
 async fn a_hanging_source_times_out_for_every_waiter() {
-    let source = Steered::new(KEY_A);
-    source.set(Mode::Hang);
+    let source = Steered::new(KEY_A, Some(TTL));
+    source.gate(); // never opened: the loads hang
     let layer = BearerAuthLayer::new(source.clone()).load_timeout(Duration::from_secs(2));
     let svc = echo(&layer);
     let started = tokio::time::Instant::now();
@@ -245,8 +196,8 @@ async fn a_hanging_source_times_out_for_every_waiter() {
 
 #[tokio::test(start_paused = true)]
 async fn a_caller_dropped_mid_load_does_not_cancel_the_load() {
-    let source = Steered::new(KEY_A);
-    source.set(Mode::Hang);
+    let source = Steered::new(KEY_A, Some(TTL));
+    source.gate(); // never opened: the loads hang
     let layer = BearerAuthLayer::new(source.clone());
     let mut svc = echo(&layer);
     let req = Request::get("https://api.azerion.ai/")
@@ -256,9 +207,9 @@ async fn a_caller_dropped_mid_load_does_not_cancel_the_load() {
     // Poll it into the load, then drop it.
     let dropped = tokio::time::timeout(Duration::from_millis(10), fut).await;
     assert!(dropped.is_err());
-    source.set(Mode::Key(KEY_A));
-    // The load goes on without its caller (a caller's timeout must not restart a slow load):
-    // the next request waits for it rather than start another, and shares its outcome.
+    source.ungate(); // the load started stays hung; the next ones give KEY_A
+                     // The load goes on without its caller (a caller's timeout must not restart a slow load):
+                     // the next request waits for it rather than start another, and shares its outcome.
     let err = token(&mut svc).await.unwrap_err();
     let key_err = err.downcast_ref::<KeyError>().expect("a KeyError");
     assert_eq!(key_err.kind(), KeyErrorKind::Timeout);

@@ -13,7 +13,6 @@
 mod openbao;
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::Method;
@@ -21,6 +20,7 @@ use serde_json::json;
 use tower_bearer::{KeyError, KeyErrorKind, KeySource, VaultKeySource, VaultKeySourceBuilder};
 
 use openbao::{openbao, unique, OpenBao};
+use support::sources::Counted;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -471,8 +471,9 @@ async fn a_new_version_heals_through_one_401() {
         .field("api_key")
         .build()
         .unwrap();
-    let reads = Arc::new(AtomicUsize::new(0));
-    let layer = tower_bearer::BearerAuthLayer::new(Counted(source, reads.clone()));
+    // Each load is one read of the store.
+    let source = Counted::new(source);
+    let layer = tower_bearer::BearerAuthLayer::new(source.clone());
     let client = ServiceBuilder::new()
         .layer(layer)
         .service(support::client::<Full<Bytes>>());
@@ -492,17 +493,7 @@ async fn a_new_version_heals_through_one_401() {
         200
     );
     assert_eq!(*statuses.lock().unwrap(), [200, 401, 200]);
-    assert_eq!(reads.load(Ordering::SeqCst), 2, "one read per key");
-}
-
-/// A source that counts its loads (each is one read of the store).
-struct Counted(VaultKeySource, std::sync::Arc<AtomicUsize>);
-
-impl KeySource for Counted {
-    fn load(&self) -> tower_bearer::KeyFuture<'_> {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.load()
-    }
+    assert_eq!(source.loads(), 2, "one read per key");
 }
 
 /// Real failures give clear errors and never a secret: a wrong secret_id, a missing path, a

@@ -5,55 +5,20 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
+use support::sources::{Counted, Fresh, Steered};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::{
-    ApiKey, BearerAuthLayer, FileKeySource, KeyError, KeyErrorKind, KeyFuture, KeySource,
-    ReplayableBody, RotationReason,
+    ApiKey, BearerAuthLayer, FileKeySource, KeyErrorKind, KeySource, ReplayableBody, RotationReason,
 };
 
 const KEY_A: &str = "sk-rotation-key-AAAAAAAAAAAA";
 const KEY_B: &str = "sk-rotation-key-BBBBBBBBBBBB";
-
-/// An in-memory source whose key the test switches; counts loads.
-#[derive(Default)]
-struct SwitchSource {
-    key: Mutex<Option<String>>,
-    loads: AtomicUsize,
-}
-
-impl SwitchSource {
-    fn with(key: &str) -> Arc<Self> {
-        let s = Arc::new(SwitchSource::default());
-        s.set(key);
-        s
-    }
-    fn set(&self, key: &str) {
-        *self.key.lock().unwrap() = Some(key.to_owned());
-    }
-    fn loads(&self) -> usize {
-        self.loads.load(Ordering::SeqCst)
-    }
-}
-
-impl KeySource for SwitchSource {
-    fn load(&self) -> KeyFuture<'_> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        let key = self.key.lock().unwrap().clone();
-        Box::pin(async move {
-            match key {
-                Some(k) => ApiKey::new(k),
-                None => Err(KeyError::new(KeyErrorKind::Unavailable, "switched off")),
-            }
-        })
-    }
-}
 
 /// A loopback API that accepts only its current key (`None`: rejects every key) and records
 /// each request's token and body.
@@ -154,7 +119,7 @@ async fn a_rotated_key_file_heals_through_one_401_with_the_same_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_requests_with_a_revoked_key_cause_one_reload() {
-    let source = SwitchSource::with(KEY_A);
+    let source = Steered::new(KEY_A, None);
     let (api, addr) = Api::start(Some(KEY_A)).await;
     let client = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(source.clone()))
@@ -162,7 +127,7 @@ async fn a_hundred_requests_with_a_revoked_key_cause_one_reload() {
     client.clone().oneshot(post(addr, "warm-up")).await.unwrap();
     assert_eq!(source.loads(), 1);
 
-    source.set(KEY_B);
+    source.set(Some(KEY_B));
     api.revoke_all_but(KEY_B);
     let tasks: Vec<_> = (0..100)
         .map(|_| tokio::spawn(client.clone().oneshot(post(addr, "x"))))
@@ -181,15 +146,7 @@ async fn a_hundred_requests_with_a_revoked_key_cause_one_reload() {
 
 #[tokio::test]
 async fn a_server_that_rejects_every_key_gets_exactly_one_retry() {
-    /// A new key on every load.
-    struct Fresh(AtomicUsize);
-    impl KeySource for Fresh {
-        fn load(&self) -> KeyFuture<'_> {
-            let n = self.0.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async move { ApiKey::new(format!("sk-fresh-key-{n:012}")) })
-        }
-    }
-    let source = Arc::new(Fresh(AtomicUsize::new(0)));
+    let source = Fresh::new("sk-fresh-key-");
     let (api, addr) = Api::start(None).await;
     let client = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(source.clone()))
@@ -199,12 +156,12 @@ async fn a_server_that_rejects_every_key_gets_exactly_one_retry() {
     assert_eq!(api.hits(), 2, "the original and one replay");
     let tokens = api.tokens();
     assert_ne!(tokens[0], tokens[1], "never a retry with the rejected key");
-    assert_eq!(source.0.load(Ordering::SeqCst), 2);
+    assert_eq!(source.loads(), 2);
 }
 
 #[tokio::test]
 async fn a_reload_that_gives_the_same_key_does_not_retry() {
-    let source = SwitchSource::with(KEY_A);
+    let source = Steered::new(KEY_A, None);
     let (api, addr) = Api::start(Some(KEY_A)).await;
     let client = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(source.clone()))
@@ -225,7 +182,7 @@ async fn a_reload_that_gives_the_same_key_does_not_retry() {
 
 #[tokio::test]
 async fn with_retry_off_the_401_goes_back_but_the_key_rotates() {
-    let source = SwitchSource::with(KEY_A);
+    let source = Steered::new(KEY_A, None);
     let (api, addr) = Api::start(Some(KEY_A)).await;
     let layer = BearerAuthLayer::new(source.clone()).retry_on_unauthorized(false);
     let handle = layer.handle();
@@ -233,7 +190,7 @@ async fn with_retry_off_the_401_goes_back_but_the_key_rotates() {
         .layer(layer)
         .service(support::client::<Full<Bytes>>());
     client.clone().oneshot(post(addr, "ok")).await.unwrap();
-    source.set(KEY_B);
+    source.set(Some(KEY_B));
     api.revoke_all_but(KEY_B);
     let res = client.clone().oneshot(post(addr, "x")).await.unwrap();
     assert_eq!(res.status(), 401);
@@ -245,7 +202,7 @@ async fn with_retry_off_the_401_goes_back_but_the_key_rotates() {
 
 #[tokio::test]
 async fn manual_rotation_loads_now_and_reports_it() {
-    let source = SwitchSource::with(KEY_A);
+    let source = Steered::new(KEY_A, None);
     let (api, addr) = Api::start(Some(KEY_A)).await;
     let (events, hook) = support::recorder();
     let layer = BearerAuthLayer::new(source.clone()).on_rotate(hook);
@@ -257,7 +214,7 @@ async fn manual_rotation_loads_now_and_reports_it() {
     client.clone().oneshot(post(addr, "a")).await.unwrap();
     assert_eq!(handle.fingerprint().as_deref(), Some("sk-…AAAA"));
 
-    source.set(KEY_B);
+    source.set(Some(KEY_B));
     api.revoke_all_but(KEY_B);
     handle.rotate().await.unwrap();
     assert_eq!(handle.fingerprint().as_deref(), Some("sk-…BBBB"));
@@ -271,7 +228,7 @@ async fn manual_rotation_loads_now_and_reports_it() {
     assert_eq!(api.hits(), 2);
 
     // A failed manual rotation keeps the key in use.
-    *source.key.lock().unwrap() = None;
+    source.set(None);
     let err = handle.rotate().await.unwrap_err();
     assert_eq!(err.kind(), KeyErrorKind::Unavailable);
     assert_eq!(handle.fingerprint().as_deref(), Some("sk-…BBBB"));
@@ -332,7 +289,7 @@ fn streaming(chunks: usize, chunk_len: usize, cap: usize) -> ReplayableBody {
 
 #[tokio::test]
 async fn a_streaming_body_under_the_cap_is_replayed() {
-    let source = SwitchSource::with(KEY_A);
+    let source = Steered::new(KEY_A, None);
     let (api, addr) = Api::start(Some(KEY_A)).await;
     let client = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(source.clone()))
@@ -342,7 +299,7 @@ async fn a_streaming_body_under_the_cap_is_replayed() {
         .unwrap();
     assert_eq!(client.clone().oneshot(first).await.unwrap().status(), 200);
 
-    source.set(KEY_B);
+    source.set(Some(KEY_B));
     api.revoke_all_but(KEY_B);
     let req = Request::post(format!("http://{addr}/"))
         .body(streaming(4, 100, 1024))
@@ -361,7 +318,7 @@ async fn a_streaming_body_under_the_cap_is_replayed() {
 
 #[tokio::test]
 async fn a_streaming_body_over_the_cap_is_not_replayed_but_the_key_rotates() {
-    let source = SwitchSource::with(KEY_A);
+    let source = Steered::new(KEY_A, None);
     let (api, addr) = Api::start(Some(KEY_A)).await;
     let layer = BearerAuthLayer::new(source.clone());
     let handle = layer.handle();
@@ -373,7 +330,7 @@ async fn a_streaming_body_over_the_cap_is_not_replayed_but_the_key_rotates() {
         .unwrap();
     assert_eq!(client.clone().oneshot(first).await.unwrap().status(), 200);
 
-    source.set(KEY_B);
+    source.set(Some(KEY_B));
     api.revoke_all_but(KEY_B);
     let req = Request::post(format!("http://{addr}/"))
         .body(streaming(4, 100, 64))
@@ -386,21 +343,7 @@ async fn a_streaming_body_over_the_cap_is_not_replayed_but_the_key_rotates() {
 
 #[tokio::test]
 async fn a_static_source_hands_a_401_back_without_reloading() {
-    /// A static source that counts its loads.
-    struct CountedStatic(tower_bearer::StaticKey, AtomicUsize);
-    impl KeySource for CountedStatic {
-        fn load(&self) -> KeyFuture<'_> {
-            self.1.fetch_add(1, Ordering::SeqCst);
-            self.0.load()
-        }
-        fn is_static(&self) -> bool {
-            self.0.is_static()
-        }
-    }
-    let source = Arc::new(CountedStatic(
-        tower_bearer::StaticKey::new(ApiKey::new(KEY_A).unwrap()),
-        AtomicUsize::new(0),
-    ));
+    let source = Counted::new(tower_bearer::StaticKey::new(ApiKey::new(KEY_A).unwrap()));
     // Through `Arc<dyn KeySource>`: the blanket impls pass `is_static` on.
     let dynamic: Arc<dyn KeySource> = source.clone();
     assert!(dynamic.is_static());
@@ -413,9 +356,5 @@ async fn a_static_source_hands_a_401_back_without_reloading() {
         assert_eq!(res.status(), 401);
     }
     assert_eq!(api.hits(), 3, "no replays");
-    assert_eq!(
-        source.1.load(Ordering::SeqCst),
-        1,
-        "no reloads: only the first load"
-    );
+    assert_eq!(source.loads(), 1, "no reloads: only the first load");
 }

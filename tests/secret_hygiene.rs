@@ -17,7 +17,6 @@ mod support;
 #[path = "support/vault_server.rs"]
 mod vault_server;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,11 +24,12 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
+use support::sources::Steered;
 use tower::retry::Policy;
 use tower::{service_fn, BoxError, Layer, ServiceBuilder, ServiceExt};
 use tower_bearer::{
     ApiError, ApiErrorKind, ApiKey, BearerAuthLayer, EnvKeySource, ErrorMapping, ErrorMappingLayer,
-    FileKeySource, KeyError, KeyErrorKind, KeyFuture, KeySource, ReplayableBody, RotationEvent,
+    FileKeySource, KeyError, KeyErrorKind, KeySource, ReplayableBody, RotationEvent,
     RotationReason, ScopeError, StaticKey, TransientRetryLayer, TransientRetryPolicy,
 };
 
@@ -61,45 +61,10 @@ fn shows_more_than_7_chars(text: &str, secret: &str) -> bool {
     })
 }
 
-#[derive(Clone, Copy)]
-enum Mode {
-    Key(&'static str, Option<Duration>),
-    Fail,
-}
-
-/// A source the test steers.
-struct Steered {
-    mode: Mutex<Mode>,
-    loads: AtomicUsize,
-}
-
-impl Steered {
-    fn set(&self, mode: Mode) {
-        *self.mode.lock().unwrap() = mode;
-    }
-}
-
-impl KeySource for Steered {
-    fn load(&self) -> KeyFuture<'_> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        let mode = *self.mode.lock().unwrap();
-        Box::pin(async move {
-            match mode {
-                Mode::Key(key, ttl) => {
-                    let key = ApiKey::new(key)?;
-                    Ok(match ttl {
-                        Some(ttl) => key.refresh_after(ttl),
-                        None => key,
-                    })
-                }
-                Mode::Fail => Err(KeyError::new(
-                    KeyErrorKind::Unavailable,
-                    "secret store answered 503",
-                )
-                .with_origin("steered source")),
-            }
-        })
-    }
+/// The failure of the steered source: its store answered 503.
+fn store_answered_503() -> KeyError {
+    KeyError::new(KeyErrorKind::Unavailable, "secret store answered 503")
+        .with_origin("steered source")
 }
 
 /// A loopback API: `/ok` needs the accepted key; `/echo401` and `/echo429` answer with a body
@@ -146,6 +111,8 @@ fn get(addr: std::net::SocketAddr, path: &str) -> Request<Empty<Bytes>> {
 
 #[tokio::test]
 async fn no_key_in_any_log_line_debug_or_display() {
+    // Step 7 sets and reads a variable.
+    let _env = support::env_lock().await;
     let (dispatch, logs) = support::logs::capture();
     let _guard = tracing::dispatcher::set_default(&dispatch);
     let mut shown: Vec<(&str, String)> = Vec::new();
@@ -162,10 +129,7 @@ async fn no_key_in_any_log_line_debug_or_display() {
 
     let accepted = Arc::new(Mutex::new(KEY_A));
     let addr = api(accepted.clone()).await;
-    let source = Arc::new(Steered {
-        mode: Mutex::new(Mode::Key(KEY_A, None)),
-        loads: AtomicUsize::new(0),
-    });
+    let source = Steered::new(KEY_A, None);
     let events = Arc::new(Mutex::new(Vec::<RotationEvent>::new()));
     let sink = events.clone();
     let layer = BearerAuthLayer::new(source.clone()).on_rotate(move |event| {
@@ -187,7 +151,7 @@ async fn no_key_in_any_log_line_debug_or_display() {
     assert_eq!(res.status(), 200);
 
     // 2. The key is revoked and rotated: a 401, one reload, one replay.
-    source.set(Mode::Key(KEY_B, None));
+    source.set(Some(KEY_B));
     *accepted.lock().unwrap() = KEY_B;
     let res = client.clone().oneshot(post("two")).await.unwrap();
     assert_eq!(res.status(), 200, "healed by the replay");
@@ -195,18 +159,14 @@ async fn no_key_in_any_log_line_debug_or_display() {
     // 3. A refresh that fails: the key is made due at once (a zero hint counts as the 1 s
     //    floor, so the test waits out that second: a deadline, not another task), the source
     //    is down, the current key is served stale.
-    source.set(Mode::Key(KEY_B, Some(Duration::ZERO)));
+    source.set_ttl(Some(Duration::ZERO));
     handle.rotate().await.unwrap();
-    source.set(Mode::Fail);
+    source.fail_with(store_answered_503());
     tokio::time::sleep(Duration::from_millis(1_050)).await;
-    let loads = source.loads.load(Ordering::SeqCst);
+    let loads = source.loads();
     let res = client.clone().oneshot(post("three")).await.unwrap();
     assert_eq!(res.status(), 200, "served stale");
-    assert_eq!(
-        source.loads.load(Ordering::SeqCst),
-        loads + 1,
-        "one refresh tried"
-    );
+    assert_eq!(source.loads(), loads + 1, "one refresh tried");
 
     // 4. A manual rotation that fails keeps the key, and says why.
     let err = handle.rotate().await.unwrap_err();
@@ -214,7 +174,8 @@ async fn no_key_in_any_log_line_debug_or_display() {
 
     // 5. Error mapping with a transient retry outside: the server echoes the key in a 429
     //    (retried, then returned) and in a 401 (the source gives the same key back: no replay).
-    source.set(Mode::Key(KEY_B, None));
+    source.set(Some(KEY_B));
+    source.set_ttl(None);
     let mapped = ServiceBuilder::new()
         .layer(TransientRetryLayer::new().max_retries(1))
         .layer(ErrorMappingLayer::new())
@@ -236,10 +197,8 @@ async fn no_key_in_any_log_line_debug_or_display() {
     }
 
     // 6. No key at all: the KeyError reaches the caller through the layer.
-    let failing = Arc::new(Steered {
-        mode: Mutex::new(Mode::Fail),
-        loads: AtomicUsize::new(0),
-    });
+    let failing = Steered::new(KEY_A, None);
+    failing.fail_with(store_answered_503());
     let err = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(failing))
         .service(support::client::<Empty<Bytes>>())

@@ -15,9 +15,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use support::sources::Counted;
 use support::stand_in::StandInApi;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_bearer::{BearerAuthLayer, FileKeySource, KeyFuture, KeySource};
+use tower_bearer::{BearerAuthLayer, FileKeySource};
 
 /// Counts live heap bytes, to check memory stays flat across rotations.
 struct LiveBytes;
@@ -36,16 +37,6 @@ unsafe impl GlobalAlloc for LiveBytes {
 
 #[global_allocator]
 static ALLOCATOR: LiveBytes = LiveBytes;
-
-/// The file source, counting its loads.
-struct Counted(FileKeySource, AtomicUsize);
-
-impl KeySource for Counted {
-    fn load(&self) -> KeyFuture<'_> {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.load()
-    }
-}
 
 fn key(n: usize) -> String {
     format!("sk-soak-{n:08}-0123456789abcdef")
@@ -67,7 +58,7 @@ async fn soak(total: usize, concurrency: usize, rotate_every: usize) -> Figures 
     let path = dir.path().join("api-key");
     std::fs::write(&path, key(0)).unwrap();
     let api = StandInApi::start(&[&key(0)]).await;
-    let source = Arc::new(Counted(FileKeySource::new(&path), AtomicUsize::new(0)));
+    let source = Counted::new(FileKeySource::new(&path));
     let rotations_seen = Arc::new(AtomicUsize::new(0));
     let seen = rotations_seen.clone();
     let layer = BearerAuthLayer::new(source.clone()).on_rotate(move |_| {
@@ -150,7 +141,7 @@ async fn soak(total: usize, concurrency: usize, rotate_every: usize) -> Figures 
     Figures {
         requests: total,
         rotations,
-        loads: source.1.load(Ordering::SeqCst),
+        loads: source.loads(),
         unauthorized: api.unauthorized(),
         server_requests: api.requests(),
         malformed: api.malformed(),

@@ -13,13 +13,14 @@ use http::{Method, Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
+use support::sources::Fresh;
 use tokio::time::Instant;
 use tower::retry::budget::TpsBudget;
 use tower::retry::RetryLayer;
 use tower::{service_fn, BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
-    ApiError, ApiErrorKind, ApiKey, BearerAuthLayer, ErrorMappingLayer, KeyFuture, KeySource,
-    ReplayableBody, TransientRetryLayer, TransientRetryPolicy,
+    ApiError, ApiErrorKind, BearerAuthLayer, ErrorMappingLayer, ReplayableBody,
+    TransientRetryLayer, TransientRetryPolicy,
 };
 
 // ---- in-process inner services under paused time -------------------------------------------
@@ -671,19 +672,10 @@ async fn a_refused_connection_is_retried_and_its_error_returned() {
     assert!(inner.is_connect());
 }
 
-/// Hands out `sk-rotating-key-1`, `sk-rotating-key-2`, … one per load.
-struct Numbered(AtomicUsize);
-
-impl KeySource for Numbered {
-    fn load(&self) -> KeyFuture<'_> {
-        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-        Box::pin(async move { ApiKey::new(format!("sk-rotating-key-{n}")) })
-    }
-}
-
 #[tokio::test]
 async fn retry_outside_the_bearer_layer_picks_up_a_rotated_key() {
-    let bearer = BearerAuthLayer::new(Numbered(AtomicUsize::new(0)));
+    // Hands out `sk-rotating-key-1`, `sk-rotating-key-2`, … one per load.
+    let bearer = BearerAuthLayer::new(Fresh::new("sk-rotating-key-"));
     let handle = bearer.handle();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();

@@ -628,7 +628,7 @@ async fn approle_logs_in_once_and_reuses_the_token() {
 
 #[tokio::test]
 async fn approle_secret_id_from_env() {
-    let _env = ENV.lock().await;
+    let _env = support::env_lock().await;
     let f = VaultFixture::start().await;
     std::env::set_var("TOWER_BEARER_TEST_SECRET_ID", secret_id());
     let builder = VaultKeySource::builder()
@@ -874,7 +874,7 @@ async fn a_refused_secret_id_is_not_sent_again_until_it_changes() {
 /// holds another one.
 #[tokio::test]
 async fn a_refused_secret_id_from_a_variable_waits_for_a_new_value() {
-    let _env = ENV.lock().await;
+    let _env = support::env_lock().await;
     const VAR: &str = "TOWER_BEARER_TEST_STALE_SECRET_ID";
     let f = VaultFixture::start().await;
     let _set = EnvGuard::new(&[(VAR, Some("00000000-stale-env-secret-id"))]);
@@ -1241,9 +1241,6 @@ fn debug_never_shows_tokens_or_credentials() {
 
 // ---------------------------------------------------------------- from_env
 
-/// Serialises the tests that change the process environment.
-static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Sets and unsets variables, restoring them on drop.
 struct EnvGuard(Vec<(&'static str, Option<std::ffi::OsString>)>);
 
@@ -1274,7 +1271,7 @@ impl Drop for EnvGuard {
 
 #[tokio::test]
 async fn from_env_follows_the_vault_cli() {
-    let _lock = ENV.lock().await;
+    let _lock = support::env_lock().await;
     let f = VaultFixture::start().await;
     f.require_namespace("ns1/");
     let home = tempfile::tempdir().unwrap();
@@ -1344,7 +1341,7 @@ async fn from_env_follows_the_vault_cli() {
 /// (`VAULT_SKIP_VERIFY=true` still verified, `VAULT_CLIENT_CERT` was not presented…).
 #[tokio::test]
 async fn from_env_refuses_the_tls_variables_it_does_not_support() {
-    let _lock = ENV.lock().await;
+    let _lock = support::env_lock().await;
     let base = [
         ("VAULT_ADDR", Some("https://vault.example.com:8200")),
         ("VAULT_TOKEN", Some(ROOT_TOKEN)),

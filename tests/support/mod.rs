@@ -22,6 +22,17 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+/// The process environment is one for all the tests of a binary, which run on threads of one
+/// process: a test that sets or unsets a variable, or reads one through a source, holds this
+/// lock meanwhile. Async, as such tests hold it across awaits; a test that fails while holding
+/// it does not poison it.
+static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for the lock on the process environment (see [`ENV`]).
+pub async fn env_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    ENV.lock().await
+}
+
 /// Moves tokio's paused clock by `by` and lets the tasks it woke (the refresh timer) run.
 pub async fn advance(by: std::time::Duration) {
     tokio::time::advance(by).await;
@@ -39,6 +50,18 @@ pub fn paused_runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// An error of the inner service, told apart from the layer's own by its type.
+#[derive(Debug)]
+pub struct InnerFailure;
+
+impl std::fmt::Display for InnerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the inner service failed")
+    }
+}
+
+impl std::error::Error for InnerFailure {}
 
 /// A plain-http hyper-util client for request bodies of type `B`.
 pub fn client<B>() -> Client<HttpConnector, B>

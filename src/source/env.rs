@@ -64,6 +64,10 @@ impl KeySource for EnvKeySource {
         let result = self.read();
         Box::pin(async move { result })
     }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!("environment variable {}", self.var))
+    }
 }
 
 impl fmt::Debug for EnvKeySource {

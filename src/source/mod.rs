@@ -68,6 +68,19 @@ pub trait KeySource: Send + Sync + 'static {
     fn is_static(&self) -> bool {
         false
     }
+
+    /// Where this source looks for its key, for logs and errors (default `None`): the built-in
+    /// sources say `environment variable AZERION_API_KEY`, `key file /run/secrets/api-key`…
+    ///
+    /// ```
+    /// use tower_bearer::{FileKeySource, KeySource};
+    ///
+    /// let source = FileKeySource::new("/run/secrets/api-key");
+    /// assert_eq!(source.describe().as_deref(), Some("key file /run/secrets/api-key"));
+    /// ```
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<K: KeySource + ?Sized> KeySource for Arc<K> {
@@ -77,6 +90,9 @@ impl<K: KeySource + ?Sized> KeySource for Arc<K> {
     fn is_static(&self) -> bool {
         (**self).is_static()
     }
+    fn describe(&self) -> Option<String> {
+        (**self).describe()
+    }
 }
 
 impl<K: KeySource + ?Sized> KeySource for Box<K> {
@@ -85,5 +101,8 @@ impl<K: KeySource + ?Sized> KeySource for Box<K> {
     }
     fn is_static(&self) -> bool {
         (**self).is_static()
+    }
+    fn describe(&self) -> Option<String> {
+        (**self).describe()
     }
 }

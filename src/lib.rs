@@ -1,6 +1,6 @@
 //! Tower middleware that puts `Authorization: Bearer <key>` on every request, with the key from
-//! a source you choose (an environment variable, a file, HashiCorp Vault, your own), kept fresh,
-//! rotated when the server rejects it, and never leaked.
+//! a source you choose (an environment variable, a file, a credential helper program, HashiCorp
+//! Vault, your own), kept fresh, rotated when the server rejects it, and never leaked.
 //!
 //! ```no_run
 //! use bytes::Bytes;
@@ -77,6 +77,7 @@
 //! |---------|---------|--------------|
 //! | `env`   | yes     | [`EnvKeySource`] and [`azerion::layer`] |
 //! | `file`  | yes     | [`FileKeySource`] |
+//! | `command` | yes   | [`CommandKeySource`]: a credential helper program (plain text, Kubernetes `ExecCredential` or OAuth2 token JSON); enables tokio's `process` and `io-util` |
 //! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
 //! | `full`  | no      | all of the above |
 
@@ -104,6 +105,9 @@ pub use errors::{
 pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};
 pub use replay::{ReplayableBody, DEFAULT_REPLAY_CAP};
 pub use rotation::{RotationEvent, RotationReason};
+#[cfg(feature = "command")]
+#[cfg_attr(docsrs, doc(cfg(feature = "command")))]
+pub use source::CommandKeySource;
 #[cfg(feature = "env")]
 #[cfg_attr(docsrs, doc(cfg(feature = "env")))]
 pub use source::EnvKeySource;

@@ -26,6 +26,8 @@ use std::sync::Arc;
 
 use crate::{ApiKey, KeyError};
 
+#[cfg(feature = "command")]
+mod command;
 #[cfg(feature = "env")]
 mod env;
 #[cfg(feature = "file")]
@@ -34,6 +36,9 @@ mod fixed;
 #[cfg(feature = "vault")]
 mod vault;
 
+#[cfg(feature = "command")]
+#[cfg_attr(docsrs, doc(cfg(feature = "command")))]
+pub use command::{CommandKeySource, DEFAULT_COMMAND_TIMEOUT};
 #[cfg(feature = "env")]
 #[cfg_attr(docsrs, doc(cfg(feature = "env")))]
 pub use env::EnvKeySource;
@@ -70,7 +75,8 @@ pub trait KeySource: Send + Sync + 'static {
     }
 
     /// Where this source looks for its key, for logs and errors (default `None`): the built-in
-    /// sources say `environment variable AZERION_API_KEY`, `key file /run/secrets/api-key`…
+    /// sources say `environment variable AZERION_API_KEY`, `key file /run/secrets/api-key`,
+    /// `credential helper gcloud`…
     ///
     /// ```
     /// use tower_bearer::{FileKeySource, KeySource};

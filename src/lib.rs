@@ -1,6 +1,7 @@
 //! Tower middleware that puts `Authorization: Bearer <key>` on every request, with the key from
 //! a source you choose (an environment variable, a file, a credential helper program, HashiCorp
-//! Vault, your own), kept fresh, rotated when the server rejects it, and never leaked.
+//! Vault, a chain of them, your own), kept fresh, rotated when the server rejects it, and never
+//! leaked.
 //!
 //! ```no_run
 //! use bytes::Bytes;
@@ -80,6 +81,9 @@
 //! | `command` | yes   | [`CommandKeySource`]: a credential helper program (plain text, Kubernetes `ExecCredential` or OAuth2 token JSON); enables tokio's `process` and `io-util` |
 //! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
 //! | `full`  | no      | all of the above |
+//!
+//! [`KeySourceChain`] (an environment variable, else a file, else Vault…) and [`StaticKey`] are
+//! always there.
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -114,7 +118,7 @@ pub use source::EnvKeySource;
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use source::FileKeySource;
-pub use source::{KeyFuture, KeySource, StaticKey};
+pub use source::{KeyFuture, KeySource, KeySourceChain, StaticKey};
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use source::{VaultKeySource, VaultKeySourceBuilder};

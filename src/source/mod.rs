@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use crate::{ApiKey, KeyError};
 
+mod chain;
 #[cfg(feature = "command")]
 mod command;
 #[cfg(feature = "env")]
@@ -36,6 +37,7 @@ mod fixed;
 #[cfg(feature = "vault")]
 mod vault;
 
+pub use chain::KeySourceChain;
 #[cfg(feature = "command")]
 #[cfg_attr(docsrs, doc(cfg(feature = "command")))]
 pub use command::{CommandKeySource, DEFAULT_COMMAND_TIMEOUT};
@@ -76,7 +78,7 @@ pub trait KeySource: Send + Sync + 'static {
 
     /// Where this source looks for its key, for logs and errors (default `None`): the built-in
     /// sources say `environment variable AZERION_API_KEY`, `key file /run/secrets/api-key`,
-    /// `credential helper gcloud`…
+    /// `credential helper gcloud`… A [`KeySourceChain`] names the link that answered with it.
     ///
     /// ```
     /// use tower_bearer::{FileKeySource, KeySource};

@@ -76,7 +76,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `env`   | yes     | [`EnvKeySource`] and [`azerion::layer`] |
+//! | `env`   | yes     | [`EnvKeySource`] (and its `_FILE` variable, with `file`), [`azerion::layer`] |
 //! | `file`  | yes     | [`FileKeySource`] |
 //! | `command` | yes   | [`CommandKeySource`]: a credential helper program (plain text, Kubernetes `ExecCredential` or OAuth2 token JSON); enables tokio's `process` and `io-util` |
 //! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |

@@ -18,7 +18,7 @@
 //!     .build();
 //! let client = ServiceBuilder::new()
 //!     .layer(ErrorMappingLayer::new()) // a status >= 400 becomes a typed ApiError
-//!     .layer(azerion::layer()) // key from AZERION_API_KEY, sent to api.azerion.ai only
+//!     .layer(azerion::layer()) // key from AZERION_API_KEY(_FILE), sent to api.azerion.ai only
 //!     .service(Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(https));
 //!
 //! let request = http::Request::get(format!("{}/models", azerion::BASE_URL)).body(Empty::new())?;

@@ -20,6 +20,10 @@ pub const API_KEY_VAR: &str = "AZERION_API_KEY";
 
 /// The environment variable that may name a file holding the key instead (a Docker or
 /// Kubernetes secret), read when [`API_KEY_VAR`] is unset.
+///
+/// ```
+/// assert_eq!(tower_bearer::azerion::API_KEY_FILE_VAR, "AZERION_API_KEY_FILE");
+/// ```
 pub const API_KEY_FILE_VAR: &str = "AZERION_API_KEY_FILE";
 
 /// The Azerion key source: `AZERION_API_KEY`, else the file named by `AZERION_API_KEY_FILE`

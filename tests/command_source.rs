@@ -162,7 +162,7 @@ async fn every_failure_has_its_kind_and_a_cause_without_the_output() {
         ),
         (
             "stderr echoing the token is redacted",
-            format!("echo \"refusing token $TOKEN for now\" >&2\nexit 1"),
+            "echo \"refusing token $TOKEN for now\" >&2\nexit 1".to_owned(),
             Unavailable,
             "exited with status 1 (stderr: refusing token [redacted] for now)",
         ),

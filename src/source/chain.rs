@@ -64,11 +64,22 @@ impl KeySourceChain {
     }
 
     /// The number of links.
+    ///
+    /// ```
+    /// # use tower_bearer::{EnvKeySource, KeySourceChain};
+    /// let chain = KeySourceChain::new(EnvKeySource::new("A")).or(EnvKeySource::new("B"));
+    /// assert_eq!(chain.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.links.len()
     }
 
     /// Always `false`: a chain has its first link from the start.
+    ///
+    /// ```
+    /// # use tower_bearer::{EnvKeySource, KeySourceChain};
+    /// assert!(!KeySourceChain::new(EnvKeySource::new("A")).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.links.is_empty()
     }

@@ -14,6 +14,13 @@ mod rfc3339;
 mod stderr;
 
 /// How long a credential helper may run by default before it is killed.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::source::DEFAULT_COMMAND_TIMEOUT;
+///
+/// assert_eq!(DEFAULT_COMMAND_TIMEOUT, Duration::from_secs(10));
+/// ```
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs a credential helper program for each key: a cloud CLI, `vault`, a company tool, a
@@ -40,7 +47,8 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// (10 s by default), and when the load is dropped, for instance by the layer's own load
 /// timeout ([`BearerAuthLayer::load_timeout`](crate::BearerAuthLayer::load_timeout), 5 s by
 /// default: raise it for a slower helper). Only the helper's own process is killed: a helper
-/// that starts programs of its own should `exec` the last one.
+/// that starts programs of its own should `exec` the last one, and leave none running with its
+/// stdout open (the output ends only when every holder of the pipe has closed it).
 ///
 /// # Errors
 ///
@@ -172,6 +180,12 @@ impl CommandKeySource {
     }
 
     /// The program run.
+    ///
+    /// ```
+    /// # use tower_bearer::CommandKeySource;
+    /// let source = CommandKeySource::new("print-token").arg("--profile=prod");
+    /// assert_eq!(source.program(), "print-token");
+    /// ```
     pub fn program(&self) -> &OsStr {
         &self.program
     }

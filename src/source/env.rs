@@ -82,12 +82,22 @@ impl EnvKeySource {
     }
 
     /// The variable's name.
+    ///
+    /// ```
+    /// # use tower_bearer::EnvKeySource;
+    /// assert_eq!(EnvKeySource::azerion().var(), "AZERION_API_KEY");
+    /// ```
     pub fn var(&self) -> &str {
         &self.var
     }
 
     /// The name of the variable that may name a key file instead: the variable's name and
     /// `_FILE`.
+    ///
+    /// ```
+    /// # use tower_bearer::EnvKeySource;
+    /// assert_eq!(EnvKeySource::azerion().file_var(), "AZERION_API_KEY_FILE");
+    /// ```
     pub fn file_var(&self) -> &str {
         &self.file_var
     }

@@ -1,5 +1,5 @@
-//! List the Azerion AI API's models with the preset layer: the key from `AZERION_API_KEY`,
-//! sent to `api.azerion.ai` only, over TLS.
+//! List the Azerion AI API's models with the preset layer: the key from `AZERION_API_KEY` (or
+//! the file `AZERION_API_KEY_FILE` names), sent to `api.azerion.ai` only, over TLS.
 //!
 //! ```sh
 //! AZERION_API_KEY=sk-... cargo run --example azerion_models

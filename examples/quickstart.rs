@@ -12,6 +12,8 @@
 //!
 //! ```sh
 //! AZERION_API_KEY=sk-... cargo run --example quickstart -- --live
+//! # or, with the key in a file (a Docker or Kubernetes secret):
+//! AZERION_API_KEY_FILE=/run/secrets/azerion-api-key cargo run --example quickstart -- --live
 //! ```
 
 mod support;
@@ -99,8 +101,8 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The same client code against the real API: key from AZERION_API_KEY, sent to
-/// api.azerion.ai only, over TLS.
+/// The same client code against the real API: key from AZERION_API_KEY (or the file named by
+/// AZERION_API_KEY_FILE), sent to api.azerion.ai only, over TLS.
 async fn live() -> Result<(), BoxError> {
     let client = ServiceBuilder::new()
         .layer(ErrorMappingLayer::new())

@@ -1,6 +1,7 @@
 //! Tower middleware that puts `Authorization: Bearer <key>` on every request, with the key from
-//! a source you choose (an environment variable, a file, HashiCorp Vault, your own), kept fresh,
-//! rotated when the server rejects it, and never leaked.
+//! a source you choose (an environment variable, a file, a credential helper program, HashiCorp
+//! Vault, a chain of them, your own), kept fresh, rotated when the server rejects it, and never
+//! leaked.
 //!
 //! ```no_run
 //! use bytes::Bytes;
@@ -17,7 +18,7 @@
 //!     .build();
 //! let client = ServiceBuilder::new()
 //!     .layer(ErrorMappingLayer::new()) // a status >= 400 becomes a typed ApiError
-//!     .layer(azerion::layer()) // key from AZERION_API_KEY, sent to api.azerion.ai only
+//!     .layer(azerion::layer()) // key from AZERION_API_KEY(_FILE), sent to api.azerion.ai only
 //!     .service(Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(https));
 //!
 //! let request = http::Request::get(format!("{}/models", azerion::BASE_URL)).body(Empty::new())?;
@@ -76,10 +77,14 @@
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `env`   | yes     | [`EnvKeySource`] and [`azerion::layer`] |
+//! | `env`   | yes     | [`EnvKeySource`] (and its `_FILE` variable, with `file`), [`azerion::layer`] |
 //! | `file`  | yes     | [`FileKeySource`] |
+//! | `command` | yes   | [`CommandKeySource`]: a credential helper program (plain text, Kubernetes `ExecCredential` or OAuth2 token JSON); enables tokio's `process` and `io-util` |
 //! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
 //! | `full`  | no      | all of the above |
+//!
+//! [`KeySourceChain`] (an environment variable, else a file, else Vault…) and [`StaticKey`] are
+//! always there.
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -108,13 +113,16 @@ pub use map_error::{ApiError, ApiErrorKind, ErrorMapping, ErrorMappingLayer};
 pub use replay::{ReplayableBody, DEFAULT_REPLAY_CAP};
 pub use retry::{TransientRetryLayer, TransientRetryPolicy};
 pub use rotation::{RotationEvent, RotationReason};
+#[cfg(feature = "command")]
+#[cfg_attr(docsrs, doc(cfg(feature = "command")))]
+pub use source::CommandKeySource;
 #[cfg(feature = "env")]
 #[cfg_attr(docsrs, doc(cfg(feature = "env")))]
 pub use source::EnvKeySource;
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use source::FileKeySource;
-pub use source::{KeyFuture, KeySource, StaticKey};
+pub use source::{KeyFuture, KeySource, KeySourceChain, StaticKey};
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use source::{VaultKeySource, VaultKeySourceBuilder};

@@ -20,6 +20,7 @@ fn no_example_prints_a_raw_error_body() {
         "custom_key_source.rs",
         "vault.rs",
         "axum_gateway.rs",
+        "credential_helper.rs",
     ] {
         let source = example(name);
         for raw in ["api.body()", "api_error.body()", ".body())"] {

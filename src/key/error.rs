@@ -23,8 +23,8 @@ pub enum KeyErrorKind {
     Timeout,
     /// The configuration of the source is wrong (bad URL, bad option).
     Config,
-    /// The last key expired (see [`ApiKey::expires_at`](crate::ApiKey::expires_at)) and no new one could be loaded; also a
-    /// key that was already expired when its source returned it.
+    /// The last key expired (see [`ApiKey::expires_at`](crate::ApiKey::expires_at)) and no new
+    /// one could be loaded; also a key that was already expired when its source returned it.
     Expired,
     /// Anything else.
     Other,

@@ -186,6 +186,10 @@ impl KeySource for FileKeySource {
             }
         })
     }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!("key file {}", self.path.display()))
+    }
 }
 
 /// Opens `path` for reading without blocking on a FIFO or a device, whose type is then

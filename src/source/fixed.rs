@@ -34,6 +34,10 @@ impl KeySource for StaticKey {
     fn is_static(&self) -> bool {
         true
     }
+
+    fn describe(&self) -> Option<String> {
+        Some("static key".to_owned())
+    }
 }
 
 impl fmt::Debug for StaticKey {

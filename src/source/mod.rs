@@ -26,6 +26,9 @@ use std::sync::Arc;
 
 use crate::{ApiKey, KeyError};
 
+mod chain;
+#[cfg(feature = "command")]
+mod command;
 #[cfg(feature = "env")]
 mod env;
 #[cfg(feature = "file")]
@@ -35,6 +38,10 @@ mod fixed;
 #[cfg(feature = "vault")]
 pub(crate) mod vault;
 
+pub use chain::KeySourceChain;
+#[cfg(feature = "command")]
+#[cfg_attr(docsrs, doc(cfg(feature = "command")))]
+pub use command::{CommandKeySource, DEFAULT_COMMAND_TIMEOUT};
 #[cfg(feature = "env")]
 #[cfg_attr(docsrs, doc(cfg(feature = "env")))]
 pub use env::EnvKeySource;
@@ -67,6 +74,20 @@ pub trait KeySource: Send + Sync + 'static {
     fn is_static(&self) -> bool {
         false
     }
+
+    /// Where this source looks for its key, for logs and errors (default `None`): the built-in
+    /// sources say `environment variable AZERION_API_KEY`, `key file /run/secrets/api-key`,
+    /// `credential helper gcloud`… A [`KeySourceChain`] names the link that answered with it.
+    ///
+    /// ```
+    /// use tower_bearer::{FileKeySource, KeySource};
+    ///
+    /// let source = FileKeySource::new("/run/secrets/api-key");
+    /// assert_eq!(source.describe().as_deref(), Some("key file /run/secrets/api-key"));
+    /// ```
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<K: KeySource + ?Sized> KeySource for Arc<K> {
@@ -76,6 +97,9 @@ impl<K: KeySource + ?Sized> KeySource for Arc<K> {
     fn is_static(&self) -> bool {
         (**self).is_static()
     }
+    fn describe(&self) -> Option<String> {
+        (**self).describe()
+    }
 }
 
 impl<K: KeySource + ?Sized> KeySource for Box<K> {
@@ -84,5 +108,8 @@ impl<K: KeySource + ?Sized> KeySource for Box<K> {
     }
     fn is_static(&self) -> bool {
         (**self).is_static()
+    }
+    fn describe(&self) -> Option<String> {
+        (**self).describe()
     }
 }

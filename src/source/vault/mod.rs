@@ -306,6 +306,10 @@ impl KeySource for VaultKeySource {
             result.map_err(|e| e.with_origin(self.inner.origin.clone()))
         })
     }
+
+    fn describe(&self) -> Option<String> {
+        Some(self.inner.origin.to_string())
+    }
 }
 
 impl fmt::Debug for VaultKeySource {

@@ -34,6 +34,9 @@ mod env;
 #[cfg(feature = "file")]
 mod file;
 mod fixed;
+// The HTTPS transport the network sources share.
+#[cfg(feature = "vault")]
+mod https;
 // `pub(crate)`: `crate::fuzzing` reaches the parsers of `vault::response`.
 #[cfg(feature = "vault")]
 pub(crate) mod vault;

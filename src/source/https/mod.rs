@@ -62,6 +62,7 @@ pub(crate) enum TransportError {
     /// The answer was bigger than [`MAX_BODY`], or its body broke off.
     Body(String),
     /// A credential cannot be sent (not a valid header value). Never holds the credential.
+    #[cfg_attr(not(feature = "vault"), allow(dead_code))] // Vault's token header
     Token(String),
 }
 
@@ -89,7 +90,7 @@ pub(crate) struct Reply {
 impl Reply {
     /// How long the server asked to wait, from [`retry_after`](Reply::retry_after) (seconds or
     /// an HTTP date, read by [`parse_retry_after`](crate::retry::parse_retry_after)).
-    #[allow(dead_code)] // for the sources that honour it (`KeyError::with_retry_after`)
+    #[cfg_attr(not(feature = "oauth2"), allow(dead_code))] // `KeyError::with_retry_after`
     pub(crate) fn retry_after_wait(&self) -> Option<Duration> {
         let text = self.retry_after.as_deref()?;
         let mut headers = HeaderMap::new();

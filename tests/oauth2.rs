@@ -442,6 +442,81 @@ async fn a_handle_reports_the_source() {
     assert_eq!(server.token_requests(), 1);
 }
 
+#[tokio::test]
+async fn over_https_with_a_private_ca() {
+    let server = AuthServer::start(Setup {
+        tls: true,
+        ..Setup::default()
+    })
+    .await;
+    assert!(server.token_url().starts_with("https://127.0.0.1:"));
+    let key = source(&server)
+        .ca_cert(AuthServer::ca_cert())
+        .build()
+        .unwrap()
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(key.expose_secret(), server.issued()[0]);
+    // Without the CA, the public roots do not know the certificate.
+    let err = source(&server).build().unwrap().load().await.unwrap_err();
+    assert_eq!(err.kind(), KeyErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert_eq!(server.token_requests(), 1);
+}
+
+#[tokio::test]
+async fn the_secret_from_a_variable_is_read_at_each_load() {
+    let _env = support::env_lock().await;
+    let var = "TOWER_BEARER_TEST_OAUTH2_CLIENT_SECRET";
+    let server = AuthServer::start(Setup::default()).await;
+    let source = source(&server).client_secret_env(var).build().unwrap();
+    std::env::remove_var(var);
+    let err = source.load().await.unwrap_err();
+    assert_eq!(err.kind(), KeyErrorKind::Missing, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("client secret variable {var}: is not set")),
+        "{err}"
+    );
+    assert_eq!(server.token_requests(), 0);
+    std::env::set_var(var, CLIENT_SECRET);
+    source.load().await.unwrap();
+    std::env::set_var(var, "NotTheSecretAnyMore");
+    let err = source.load().await.unwrap_err();
+    assert_eq!(err.kind(), KeyErrorKind::Denied, "{err}");
+    std::env::remove_var(var);
+    secret_free(
+        &format!("{err} {err:?} {source:?}"),
+        &server,
+        &["NotTheSecretAnyMore"],
+    );
+}
+
+#[test]
+fn clear_text_to_another_host_is_refused_at_build() {
+    let err = OAuth2ClientCredentials::builder()
+        .token_url("http://auth.example.com/oauth2/token")
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), KeyErrorKind::Config);
+    assert_eq!(
+        err.to_string(),
+        "oauth2 client credentials configuration: token URL http://auth.example.com/oauth2/token: \
+         plain http:// to auth.example.com, which is not loopback, would send the client secret \
+         in clear text; use https:// or allow_insecure_http(true)"
+    );
+    OAuth2ClientCredentials::builder()
+        .token_url("http://auth.example.com/oauth2/token")
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .allow_insecure_http(true)
+        .build()
+        .unwrap();
+}
+
 fn base64(text: &str) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -459,4 +534,51 @@ fn base64(text: &str) -> String {
         }
     }
     out
+}
+
+#[test]
+fn every_configuration_mistake_is_a_clear_config_error() {
+    let ok = || {
+        OAuth2ClientCredentials::builder()
+            .token_url("https://auth.example.com/oauth2/token")
+            .client_id(CLIENT_ID)
+            .client_secret(CLIENT_SECRET)
+    };
+    let cases: Vec<(OAuth2ClientCredentialsBuilder, &str)> = vec![
+        (OAuth2ClientCredentials::builder(), "no token URL"),
+        (ok().token_url("  "), "no token URL"),
+        (ok().token_url("not a url"), "is not a URL"),
+        (ok().token_url("/oauth2/token"), "must be absolute"),
+        (ok().token_url("ftp://auth.example.com/t"), "scheme must be http or https"),
+        (ok().client_id(" "), "no client id"),
+        (ok().client_id("a\nb"), "control character"),
+        (
+            OAuth2ClientCredentials::builder()
+                .token_url("https://auth.example.com/t")
+                .client_id(CLIENT_ID),
+            "no client secret: call .client_secret(..), .client_secret_file(..) or .client_secret_env(..)",
+        ),
+        (ok().client_secret(" "), "the client secret is empty"),
+        (ok().client_secret_env(""), "is not a variable name"),
+        (ok().scope("a\\b"), "RFC 6749 section 3.3"),
+        (ok().param("scope", "x"), "use .scope(..)"),
+        (ok().param("client_secret", "x"), "the source sets client_secret itself"),
+        (ok().param("", "x"), "a parameter needs a name"),
+        (ok().timeout(Duration::ZERO), "timeout must be more than zero"),
+        (ok().default_lifetime(Duration::ZERO), "default_lifetime must be more than zero"),
+        (ok().ca_cert("/nonexistent/ca.pem"), "CA certificate file /nonexistent/ca.pem"),
+    ];
+    for (builder, needle) in cases {
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains(CLIENT_SECRET), "{debug}");
+        let err = builder.build().unwrap_err();
+        assert_eq!(err.kind(), KeyErrorKind::Config, "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("oauth2 client credentials configuration: "),
+            "{msg}"
+        );
+        assert!(msg.contains(needle), "{msg:?} does not say {needle:?}");
+        assert!(!msg.contains(CLIENT_SECRET), "{msg}");
+    }
 }

@@ -55,6 +55,9 @@ pub struct Setup {
     pub credentials_in_body: bool,
     /// The client's secret at the start.
     pub secret: String,
+    /// Serves the token endpoint over https, with the test certificate of
+    /// `tests/fixtures/vault/tls/` (for 127.0.0.1, signed by `ca.pem`).
+    pub tls: bool,
 }
 
 impl Default for Setup {
@@ -63,6 +66,7 @@ impl Default for Setup {
             lifetime: Duration::from_secs(3600),
             credentials_in_body: false,
             secret: CLIENT_SECRET.to_owned(),
+            tls: false,
         }
     }
 }
@@ -97,6 +101,7 @@ struct Shared {
 /// The server: a token endpoint and an API, on two ports of 127.0.0.1.
 pub struct AuthServer {
     token_addr: SocketAddr,
+    tls: bool,
     api_addr: SocketAddr,
     shared: Arc<Shared>,
     token_task: Mutex<Option<JoinHandle<()>>>,
@@ -153,10 +158,12 @@ impl AuthServer {
         let api_app = Router::new()
             .route("/v1/invoices", get(api))
             .with_state(shared.clone());
-        let (token_addr, token_task) = spawn(token_app).await;
-        let (api_addr, api_task) = spawn(api_app).await;
+        let acceptor = setup.tls.then(acceptor);
+        let (token_addr, token_task) = spawn(token_app, acceptor).await;
+        let (api_addr, api_task) = spawn(api_app, None).await;
         AuthServer {
             token_addr,
+            tls: setup.tls,
             api_addr,
             shared,
             token_task: Mutex::new(Some(token_task)),
@@ -164,9 +171,15 @@ impl AuthServer {
         }
     }
 
-    /// `http://127.0.0.1:{port}/oauth2/token`.
+    /// `http://127.0.0.1:{port}/oauth2/token` (`https://` with [`Setup::tls`]).
     pub fn token_url(&self) -> String {
-        format!("http://{}/oauth2/token", self.token_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/oauth2/token", self.token_addr)
+    }
+
+    /// The CA that signed the https certificate.
+    pub fn ca_cert() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault/tls/ca.pem")
     }
 
     /// `http://127.0.0.1:{port}/v1/invoices`: 200 with a valid token, 401 otherwise.
@@ -254,9 +267,32 @@ impl Drop for AuthServer {
     }
 }
 
-/// Serves `app` on a new port of 127.0.0.1. The connections are tasks of the returned task's
-/// own, so aborting it closes the port and cuts them.
-async fn spawn(app: Router) -> (SocketAddr, JoinHandle<()>) {
+/// A TLS acceptor with the fixture certificate for 127.0.0.1 and localhost.
+fn acceptor() -> tokio_rustls::TlsAcceptor {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault/tls");
+    let pem = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let certs = rustls_pemfile::certs(&mut &pem("server.pem")[..])
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut &pem("server.key")[..])
+        .unwrap()
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// Serves `app` on a new port of 127.0.0.1, over TLS with an acceptor. The connections are
+/// tasks of the returned task's own, so aborting it closes the port and cuts them.
+async fn spawn(
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -275,11 +311,22 @@ async fn spawn(app: Router) -> (SocketAddr, JoinHandle<()>) {
                         Ok::<_, Infallible>(response.unwrap_or_else(|e| match e {}))
                     }
                 });
+            let tls = tls.clone();
             connections.spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = http.serve_connection(io, service).await;
+                    }
+                    // A client that refuses the certificate ends the handshake.
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = http.serve_connection(io, service).await;
+                        }
+                    }
+                }
             });
         }
     });

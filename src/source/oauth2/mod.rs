@@ -42,6 +42,21 @@ static TOKEN_ENDPOINT: Peer = Peer {
 };
 
 /// How the client proves who it is to the token endpoint (RFC 6749 section 2.3.1).
+///
+/// ```
+/// use tower_bearer::{OAuth2ClientAuth, OAuth2ClientCredentials};
+///
+/// # fn main() -> Result<(), tower_bearer::KeyError> {
+/// assert_eq!(OAuth2ClientAuth::default(), OAuth2ClientAuth::Basic);
+/// // A server that wants client_id and client_secret in the form:
+/// let source = OAuth2ClientCredentials::builder()
+///     .token_url("https://login.example.com/oauth2/token")
+///     .client_id("billing-service")
+///     .client_secret_env("BILLING_CLIENT_SECRET")
+///     .client_auth(OAuth2ClientAuth::RequestBody)
+///     .build()?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum OAuth2ClientAuth {

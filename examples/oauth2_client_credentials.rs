@@ -11,7 +11,7 @@
 //! that checks each token, so it runs anywhere: 20 concurrent requests make one token request,
 //! and a revoked token is replaced and the request sent again.
 
-#[path = "../tests/support/oauth2_server.rs"]
+#[path = "../tests/support/oauth2_server/mod.rs"]
 mod oauth2_server;
 
 use bytes::Bytes;

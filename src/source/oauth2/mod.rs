@@ -7,7 +7,7 @@
 //! HTTPS transport the Vault source uses too (`crate::source::https`).
 //!
 //! Tested against a real authorization server, oxide-auth's client-credentials and resource
-//! flows behind axum (`tests/oauth2.rs`, `tests/support/oauth2_server.rs`).
+//! flows behind axum (`tests/oauth2.rs`, `tests/oauth2_errors.rs`, `tests/support/oauth2_server/`).
 
 use std::fmt;
 use std::sync::Arc;

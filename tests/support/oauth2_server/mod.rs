@@ -10,7 +10,6 @@
 //! error bodies, token checks) is oxide-auth's.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,15 +26,15 @@ use oxide_auth::frontends::simple::endpoint::{
 };
 use oxide_auth::primitives::generator::RandomGenerator;
 use oxide_auth::primitives::issuer::TokenMap;
-use oxide_auth::primitives::registrar::{
-    Client, ClientMap, PasswordPolicy, RegisteredUrl, RegistrarError,
-};
+use oxide_auth::primitives::registrar::{Client, ClientMap, RegisteredUrl};
 use oxide_auth::primitives::scope::Scope;
 use oxide_auth_axum::{OAuthRequest, OAuthResource, WebError};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
-use tower::ServiceExt;
+use tokio::task::JoinHandle;
+
+mod net;
+
+use net::{acceptor, form_urlencoded, spawn, PlainPasswords};
 
 /// The registered client.
 pub const CLIENT_ID: &str = "billing-service";
@@ -106,22 +105,6 @@ pub struct AuthServer {
     shared: Arc<Shared>,
     token_task: Mutex<Option<JoinHandle<()>>>,
     api_task: JoinHandle<()>,
-}
-
-/// Plain comparison in place of Argon2 (see the module docs).
-struct PlainPasswords;
-
-impl PasswordPolicy for PlainPasswords {
-    fn store(&self, _client_id: &str, passphrase: &[u8]) -> Vec<u8> {
-        passphrase.to_vec()
-    }
-    fn check(&self, _: &str, passphrase: &[u8], stored: &[u8]) -> Result<(), RegistrarError> {
-        if passphrase == stored {
-            Ok(())
-        } else {
-            Err(RegistrarError::Unspecified)
-        }
-    }
 }
 
 fn registrar(secret: &str) -> ClientMap {
@@ -267,72 +250,6 @@ impl Drop for AuthServer {
     }
 }
 
-/// A TLS acceptor with the fixture certificate for 127.0.0.1 and localhost.
-fn acceptor() -> tokio_rustls::TlsAcceptor {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault/tls");
-    let pem = |name: &str| std::fs::read(dir.join(name)).unwrap();
-    let certs = rustls_pemfile::certs(&mut &pem("server.pem")[..])
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pemfile::private_key(&mut &pem("server.key")[..])
-        .unwrap()
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
-/// Serves `app` on a new port of 127.0.0.1, over TLS with an acceptor. The connections are
-/// tasks of the returned task's own, so aborting it closes the port and cuts them.
-async fn spawn(
-    app: Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut connections = JoinSet::new();
-        loop {
-            while connections.try_join_next().is_some() {}
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let app = app.clone();
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let app = app.clone();
-                    async move {
-                        let response = app.oneshot(req.map(axum::body::Body::new)).await;
-                        Ok::<_, Infallible>(response.unwrap_or_else(|e| match e {}))
-                    }
-                });
-            let tls = tls.clone();
-            connections.spawn(async move {
-                let http = hyper::server::conn::http1::Builder::new();
-                match tls {
-                    None => {
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        let _ = http.serve_connection(io, service).await;
-                    }
-                    // A client that refuses the certificate ends the handshake.
-                    Some(acceptor) => {
-                        if let Ok(stream) = acceptor.accept(stream).await {
-                            let io = hyper_util::rt::TokioIo::new(stream);
-                            let _ = http.serve_connection(io, service).await;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (addr, task)
-}
-
 async fn token(State(shared): State<Arc<Shared>>, req: axum::extract::Request) -> Response {
     let at = Instant::now();
     let (parts, body) = req.into_parts();
@@ -432,34 +349,4 @@ async fn api(State(shared): State<Arc<Shared>>, resource: OAuthResource) -> Resp
         }
         Err(Err(e)) => WebError::from(e).into_response(),
     }
-}
-
-/// A form body, decoded (`+` as space, `%XX`).
-fn form_urlencoded(body: &[u8]) -> Vec<(String, String)> {
-    let decode = |s: &str| {
-        let s = s.replace('+', " ");
-        let bytes = s.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' && i + 2 < bytes.len() {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8(out).unwrap()
-    };
-    std::str::from_utf8(body)
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }

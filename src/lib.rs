@@ -81,6 +81,7 @@
 //! | `file`  | yes     | [`FileKeySource`] |
 //! | `command` | yes   | [`CommandKeySource`]: a credential helper program (plain text, Kubernetes `ExecCredential` or OAuth2 token JSON); enables tokio's `process` and `io-util` |
 //! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
+//! | `metrics` | no    | the key's health through the `metrics` facade: loads, rotations, replays, expiries, failures in a row, when the key was loaded and when it expires |
 //! | `full`  | no      | all of the above |
 //!
 //! [`KeySourceChain`] (an environment variable, else a file, else Vault…) and [`StaticKey`] are

@@ -133,11 +133,31 @@ impl Scope {
 
     /// Checks `req`; one comparison when no scope is set and the scheme is `https`.
     #[inline]
+    #[cfg(test)]
     pub(crate) fn check<B>(&self, req: &Request<B>) -> Result<(), ScopeError> {
-        if self.hosts.is_none() && req.uri().scheme() == Some(&Scheme::HTTPS) {
-            return Ok(());
+        self.check_with(req, &mut LoopbackMemo::default())
+    }
+
+    /// Checks `req`; `memo` is the caller's own (one per clone of the service), so a plain
+    /// `http` request to the loopback authority it approved last costs a comparison, not a
+    /// parse: no worse than `https`.
+    #[inline(always)]
+    pub(crate) fn check_with<B>(
+        &self,
+        req: &Request<B>,
+        memo: &mut LoopbackMemo,
+    ) -> Result<(), ScopeError> {
+        if self.hosts.is_none() {
+            let uri = req.uri();
+            if uri.scheme() == Some(&Scheme::HTTPS) || memo.approves(uri) {
+                return Ok(());
+            }
         }
-        self.check_slow(req)
+        self.check_slow(req)?;
+        if self.hosts.is_none() {
+            memo.remember(req.uri());
+        }
+        Ok(())
     }
 
     #[cold]
@@ -180,6 +200,44 @@ impl Scope {
             }
         }
         Ok(())
+    }
+}
+
+/// The last `http://` authority a clone's scope approved (a loopback one, or any with
+/// `allow_insecure_http`), inline: a later request to the very same authority, byte for byte,
+/// is approved by comparison. Only for layers with no host scope, where the URI alone decides.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct LoopbackMemo {
+    len: u8,
+    authority: [u8; LoopbackMemo::CAP],
+}
+
+impl LoopbackMemo {
+    /// Room for `127.255.255.255:65535`, `[::ffff:127.0.0.1]:65535` and `localhost:65535`.
+    const CAP: usize = 30;
+
+    #[inline(always)]
+    fn approves(&self, uri: &http::Uri) -> bool {
+        self.len != 0
+            && uri.scheme() == Some(&Scheme::HTTP)
+            && uri
+                .authority()
+                .is_some_and(|a| a.as_str().as_bytes() == &self.authority[..usize::from(self.len)])
+    }
+
+    #[cold]
+    fn remember(&mut self, uri: &http::Uri) {
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return;
+        }
+        let Some(authority) = uri.authority() else {
+            return;
+        };
+        let bytes = authority.as_str().as_bytes();
+        if let (Ok(len), true) = (u8::try_from(bytes.len()), bytes.len() <= Self::CAP) {
+            self.authority[..bytes.len()].copy_from_slice(bytes);
+            self.len = len;
+        }
     }
 }
 
@@ -353,5 +411,35 @@ mod tests {
         assert!(scope
             .check(&with_hosts("/v1", &["api.azerion.ai", "evil.example"]))
             .is_err());
+    }
+
+    #[test]
+    fn the_loopback_memo_approves_only_the_authority_it_saw() {
+        let scope = Scope::default();
+        let mut memo = LoopbackMemo::default();
+        assert!(!memo.approves(req("http://127.0.0.1:8080/v1").uri()));
+        assert!(scope
+            .check_with(&req("http://127.0.0.1:8080/v1"), &mut memo)
+            .is_ok());
+        assert!(memo.approves(req("http://127.0.0.1:8080/other").uri()));
+        for other in [
+            "http://127.0.0.1:8081/v1",
+            "http://127.0.0.1:8080@evil.example/v1",
+            "http://evil.example/v1",
+            "ws://127.0.0.1:8080/v1",
+        ] {
+            assert!(!memo.approves(req(other).uri()), "{other}");
+        }
+        // A refused request leaves the memo as it was.
+        assert!(scope
+            .check_with(&req("http://evil.example/v1"), &mut memo)
+            .unwrap_err()
+            .is_cleartext());
+        assert!(memo.approves(req("http://127.0.0.1:8080/v1").uri()));
+        // Too long to keep inline: checked in full every time, still approved.
+        let long = "http://127.0.0.1:8080@127.0.0.1:8080@127.0.0.1/v1";
+        let mut fresh = LoopbackMemo::default();
+        let _ = scope.check_with(&req(long), &mut fresh);
+        assert!(!fresh.approves(req(long).uri()));
     }
 }

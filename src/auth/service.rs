@@ -10,6 +10,7 @@ use tower::BoxError;
 use tower_service::Service;
 
 use super::future::{send_with_key, ResponseFuture};
+use super::scope::LoopbackMemo;
 use super::state::{CloneState, Config};
 use crate::cache::{detached, Current, KeyCache};
 
@@ -85,6 +86,8 @@ pub struct BearerAuth<S> {
     inner: S,
     shared: Arc<CloneState<S>>,
     local: HeaderCopy,
+    /// The plain-http loopback authority this clone's scope approved last.
+    loopback: LoopbackMemo,
     /// Requests left before this clone stops borrowing its parent's [`CloneState`] and header and
     /// makes its own; 0 once it has them. A clone made for one request (`clone().oneshot()`)
     /// so costs no allocation; a long-lived one soon stops sharing reference counts.
@@ -100,6 +103,7 @@ impl<S> BearerAuth<S> {
             inner,
             shared: Arc::new(CloneState::new(cache, config)),
             local: HeaderCopy::EMPTY,
+            loopback: LoopbackMemo::default(),
             borrowing: 0,
         }
     }
@@ -150,7 +154,7 @@ where
         {
             return ResponseFuture::sending(self.inner.call(req), None);
         }
-        if let Err(refused) = config.scope.check(&req) {
+        if let Err(refused) = config.scope.check_with(&req, &mut self.loopback) {
             return ResponseFuture::failed(refused.into());
         }
         let epoch = shared.cache.epoch();
@@ -261,6 +265,7 @@ impl<S: Clone> Clone for BearerAuth<S> {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
             local,
+            loopback: self.loopback,
             borrowing: BORROW_FOR,
         }
     }

@@ -106,7 +106,7 @@ pub mod retry;
 mod rotation;
 pub mod source;
 
-pub use auth::{BearerAuth, BearerAuthLayer, ResponseFuture, ScopeError};
+pub use auth::{BearerAuth, BearerAuthLayer, Rejection, ResponseFuture, ScopeError};
 pub use cache::{KeyHandle, KeyState, KeyStatus};
 pub use event::KeyEvent;
 pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};

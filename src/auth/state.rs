@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::header::AUTHORIZATION;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 
+use super::rejection::Rejections;
 use super::scope::Scope;
 use crate::cache::{detached, Current, KeyCache, LoadFuture, LoadSettings};
 use crate::event::{KeyEvent, Replay, ReplaySkip, SkipReason};
@@ -18,6 +19,8 @@ pub(crate) struct Config {
     pub(crate) scope: Scope,
     pub(crate) override_existing: bool,
     pub(crate) retry_on_unauthorized: bool,
+    /// Which responses mean the key was rejected.
+    pub(crate) rejections: Rejections,
     /// The source can give no other key ([`KeySource::is_static`](crate::KeySource::is_static)):
     /// a 401 is not the layer's business, and no request is kept for a replay.
     pub(crate) static_key: bool,
@@ -90,6 +93,8 @@ pub(crate) struct Sent<S, B> {
     state: Arc<CloneState<S>>,
     generation: u64,
     copy: Option<ReplayCopy<B>>,
+    /// The layer's, copied here so that checking a response reads the future, not the config.
+    rejections: Rejections,
 }
 
 impl<S, B> Sent<S, B> {
@@ -99,10 +104,12 @@ impl<S, B> Sent<S, B> {
         generation: u64,
         copy: Option<ReplayCopy<B>>,
     ) -> Self {
+        let rejections = state.config.rejections;
         Sent {
             state,
             generation,
             copy,
+            rejections,
         }
     }
 }
@@ -178,9 +185,11 @@ impl<S: Clone, B: 'static> Sent<S, B> {
     }
 }
 
-/// Whether `response` is the layer's to handle: a 401 to the key it sent (not to the caller's
-/// own header, for which nothing was kept).
+/// Whether `response` is the layer's to handle: a rejection (401 by default; see
+/// `BearerAuthLayer::rejected_when`) of the key it sent (not of the caller's own header, for
+/// which nothing was kept).
 #[inline(always)]
 pub(crate) fn is_ours<S, B, R>(response: &Response<R>, sent: &Option<Sent<S, B>>) -> bool {
-    response.status() == StatusCode::UNAUTHORIZED && sent.is_some()
+    sent.as_ref()
+        .is_some_and(|sent| sent.rejections.matches(response))
 }

@@ -31,6 +31,8 @@ pub(super) enum Refusal {
     HostMismatch,
     /// More than one `Host` header.
     DuplicateHost,
+    /// An origin-form request, and the value given to `BearerAuthLayer::origin` is unusable.
+    BadOrigin(&'static str),
 }
 
 impl ScopeError {
@@ -68,8 +70,13 @@ impl fmt::Display for ScopeError {
             ),
             Refusal::NoOrigin => f.write_str(
                 "refusing to send the API key: the request has no scheme and no host (origin \
-                 form), so nothing says it goes over https; use an absolute https:// URI or \
-                 allow_insecure_http(true)",
+                 form, as gRPC clients send), so nothing says where it goes; tell the layer \
+                 with BearerAuthLayer::origin(\"https://host\"), or use an absolute URI",
+            ),
+            Refusal::BadOrigin(why) => write!(
+                f,
+                "refusing to send the API key: the request is origin form and the value given \
+                 to BearerAuthLayer::origin is unusable: {why}"
             ),
             Refusal::HostMismatch => write!(
                 f,

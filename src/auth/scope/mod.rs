@@ -31,6 +31,21 @@ enum HostPattern {
 pub(crate) struct Scope {
     hosts: Option<Arc<[HostPattern]>>,
     pub(crate) allow_insecure_http: bool,
+    /// Where origin-form requests (`/pkg.Service/Method`) go: `BearerAuthLayer::origin`.
+    origin: Option<Origin>,
+}
+
+/// The destination of origin-form requests, as the layer was told; the scope and the cleartext
+/// rule judge it as they judge an absolute URI.
+#[derive(Clone, Debug)]
+enum Origin {
+    Valid {
+        scheme: Box<str>,
+        host: Box<str>,
+    },
+    /// Not an absolute URI with a scheme and a host only: every origin-form request is
+    /// refused, saying why (never the value: it may hold a password).
+    Invalid(&'static str),
 }
 
 impl Scope {
@@ -50,6 +65,30 @@ impl Scope {
             })
             .collect();
         self.hosts = Some(patterns);
+    }
+
+    /// Sets where origin-form requests go. The value must be `scheme://host[:port]`, with
+    /// nothing else (a path of `/` is accepted).
+    pub(crate) fn set_origin(&mut self, origin: &str) {
+        self.origin = Some(match origin.parse::<http::Uri>() {
+            Err(_) => Origin::Invalid("it does not parse as a URI"),
+            Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+                (Some(scheme), Some(authority)) => {
+                    let path = uri.path_and_query().map_or("", |p| p.as_str());
+                    if authority.as_str().contains('@') {
+                        Origin::Invalid("it holds user information")
+                    } else if !(path.is_empty() || path == "/") {
+                        Origin::Invalid("it has a path or a query; give scheme://host[:port]")
+                    } else {
+                        Origin::Valid {
+                            scheme: scheme.to_ascii_lowercase().into(),
+                            host: normalize_host(authority.host()).to_ascii_lowercase().into(),
+                        }
+                    }
+                }
+                _ => Origin::Invalid("it has no scheme or no host; give scheme://host[:port]"),
+            },
+        });
     }
 
     /// Checks `req`; one comparison when no scope is set and the scheme is `https`.
@@ -84,13 +123,24 @@ impl Scope {
     #[cold]
     fn check_slow<B>(&self, req: &Request<B>) -> Result<(), ScopeError> {
         let uri = req.uri();
-        let secure = uri.scheme_str().is_some_and(is_secure_scheme);
-        let uri_host = uri.host().map(normalize_host);
+        // An origin-form request goes where the layer was told it goes, if it was told.
+        let origin_form = uri.scheme().is_none() && uri.authority().is_none();
+        let (scheme, uri_host) = match (&self.origin, origin_form) {
+            (Some(Origin::Valid { scheme, host }), true) => (Some(&**scheme), Some(&**host)),
+            (Some(Origin::Invalid(why)), true) => {
+                return Err(ScopeError {
+                    host: None,
+                    scheme: None,
+                    reason: Refusal::BadOrigin(why),
+                })
+            }
+            _ => (uri.scheme_str(), uri.host().map(normalize_host)),
+        };
+        let secure = scheme.is_some_and(is_secure_scheme);
         let refuse = |reason, host: Option<&str>| {
             Err(ScopeError {
                 host: host.map(str::to_owned),
-                scheme: (reason == Refusal::Cleartext)
-                    .then(|| uri.scheme_str().unwrap_or("").to_owned()),
+                scheme: (reason == Refusal::Cleartext).then(|| scheme.unwrap_or("").to_owned()),
                 reason,
             })
         };

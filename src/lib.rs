@@ -104,6 +104,7 @@ mod redact;
 mod replay;
 pub mod retry;
 mod rotation;
+mod timefmt;
 pub mod source;
 
 pub use auth::{BearerAuth, BearerAuthLayer, Rejection, ResponseFuture, ScopeError};

@@ -1,10 +1,10 @@
 //! `/healthz` and `/metrics` for a service that calls an API through `BearerAuthLayer`.
 //!
 //! - `/healthz`: 200 while the layer has a key to send (`Fresh`, or `Stale`: the last good key
-//!   while refreshes fail), 503 once it has none (`Failing`) or its key expired (`Expired`). A
-//!   probe that finds no usable key asks for one (`KeyHandle::ready`, which keeps to the
-//!   layer's backoff), so the service turns green again as soon as the store is back, traffic
-//!   or not. The body is a line of JSON with the state, the key's age and time to expiry, and
+//!   while refreshes fail), 503 once it has none (`Failing`) or its key expired and could not
+//!   be replaced (`Expired`). A probe that finds no usable key, or an expired one, asks for one
+//!   (`KeyHandle::ready`, which keeps to the layer's backoff): the service goes red when the
+//!   store is down even with no traffic, and green again as soon as the store is back. The body is a line of JSON with the state, the key's age and time to expiry, and
 //!   the failures in a row: no key, and no fingerprint (health endpoints are often reachable
 //!   by more people than logs are).
 //! - `/metrics`: the Prometheus text of the recorder installed at start (the layer records
@@ -36,7 +36,8 @@ pub fn routes(key: KeyHandle, metrics: Option<PrometheusHandle>) -> Router {
 
 async fn healthz(State(health): State<Health>) -> Response {
     let mut status = health.key.status();
-    if !status.state().is_serving() {
+    let expired = status.expires_in() == Some(std::time::Duration::ZERO);
+    if !status.state().is_serving() || expired {
         // The probe drives the recovery: a load now, unless within the backoff.
         let _ = health.key.ready().await;
         status = health.key.status();

@@ -96,7 +96,7 @@ impl Current {
         let when = self
             .key
             .expiry()
-            .map(httpdate::fmt_http_date)
+            .map(crate::timefmt::http_date)
             .unwrap_or_default();
         let fingerprint = self.key.fingerprint();
         match &self.failure {
@@ -139,7 +139,7 @@ pub(crate) fn arrived_expired(key: &ApiKey) -> Option<KeyError> {
         format!(
             "the source returned a key ({}) that expired at {}",
             key.fingerprint(),
-            httpdate::fmt_http_date(expiry)
+            crate::timefmt::http_date(expiry)
         ),
     ))
 }

@@ -104,8 +104,8 @@ mod redact;
 mod replay;
 pub mod retry;
 mod rotation;
-mod timefmt;
 pub mod source;
+mod timefmt;
 
 pub use auth::{BearerAuth, BearerAuthLayer, Rejection, ResponseFuture, ScopeError};
 pub use cache::{KeyHandle, KeyState, KeyStatus};

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -27,6 +28,9 @@ struct HeaderCopy {
     /// the traffic, and no key is sent past its expiry. Keys with neither (env, static) pay
     /// nothing.
     due_at: Option<Instant>,
+    /// The key's hard expiry by the wall clock, read per request too: the monotonic clock
+    /// stands still while the host is suspended, an expiry does not.
+    expiry: Option<SystemTime>,
 }
 
 impl HeaderCopy {
@@ -35,6 +39,7 @@ impl HeaderCopy {
         generation: 0,
         header: None,
         due_at: None,
+        expiry: None,
     };
 
     #[inline(always)]
@@ -45,6 +50,11 @@ impl HeaderCopy {
         if let Some(at) = self.due_at {
             if Instant::now() >= at {
                 return None;
+            }
+            if let Some(expiry) = self.expiry {
+                if SystemTime::now() >= expiry {
+                    return None;
+                }
             }
         }
         self.header.as_ref()
@@ -70,6 +80,7 @@ impl HeaderCopy {
         }
         self.epoch = epoch;
         self.due_at = current.usable_until();
+        self.expiry = current.key.expiry();
     }
 }
 
@@ -256,6 +267,7 @@ impl<S: Clone> Clone for BearerAuth<S> {
                     generation: current.generation,
                     header: Some(current.key.header_value().clone()),
                     due_at: current.usable_until(),
+                    expiry: current.key.expiry(),
                 };
             }
         }

@@ -64,8 +64,8 @@ where
             Err(payload) => {
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(|| drop(payload)));
                 Poll::Ready(Err(KeyError::new(
-                KeyErrorKind::Other,
-                "the key source panicked while loading",
+                    KeyErrorKind::Other,
+                    "the key source panicked while loading",
                 )))
             }
         }

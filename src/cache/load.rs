@@ -2,7 +2,8 @@
 //! load with its timeout and panic guard, and the record and report of a failure.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::MutexGuard;
@@ -10,8 +11,9 @@ use tokio::sync::MutexGuard;
 use super::current::arrived_expired;
 use super::detach::CatchUnwind;
 use super::schedule::backoff;
-use super::{Flight, KeyCache, LoadSettings};
+use super::{Current, Flight, KeyCache, LoadSettings};
 use crate::event::{KeyEvent, LoadFailure};
+use crate::rotation::RotationReason;
 use crate::{ApiKey, KeyError, KeyErrorKind};
 
 impl KeyCache {
@@ -33,6 +35,36 @@ impl KeyCache {
                     ),
                 )
             })
+    }
+
+    /// A load without the single-flight lock, because the load holding it is stuck (on a
+    /// runtime that is no longer driven): one such load at a time, its outcome kept as any
+    /// other's. Callers that find one running get `stuck`.
+    pub(super) async fn rescue(
+        self: &Arc<Self>,
+        settings: &LoadSettings,
+        stuck: KeyError,
+    ) -> Result<Arc<Current>, KeyError> {
+        if self.rescuing.swap(true, Ordering::AcqRel) {
+            return Err(stuck);
+        }
+        struct Release<'a>(&'a AtomicBool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _release = Release(&self.rescuing);
+        tracing::warn!("a key load holding the single-flight lock is stuck; loading without it");
+        let mut flight = Flight::default();
+        match self.load_once(&mut flight, settings).await {
+            Ok(key) => Ok(self.install(&mut flight, settings, key, RotationReason::Initial)),
+            Err(err) => {
+                let delay = self.record_failure(&mut flight, settings, &err);
+                self.report_failure(settings, &err, false, Some(delay));
+                Err(err)
+            }
+        }
     }
 
     /// An error the cache makes itself, named after the source when it says where it looks.

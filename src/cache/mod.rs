@@ -48,6 +48,8 @@ pub(crate) struct KeyCache {
     epoch: AtomicU64,
     /// Counts loads started; a load's index is the count before it started.
     started: AtomicU64,
+    /// A load runs without the single-flight lock, whose holder is stuck (`rescue`).
+    rescuing: AtomicBool,
     /// A request holds the [`claim::RefreshClaim`]: others keep using the current key.
     refreshing: AtomicBool,
     flight: tokio::sync::Mutex<Flight>,
@@ -80,6 +82,7 @@ impl KeyCache {
             current: ArcSwapOption::const_empty(),
             epoch: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            rescuing: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
             flight: tokio::sync::Mutex::new(Flight::default()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
@@ -119,7 +122,10 @@ impl KeyCache {
         self: Arc<Self>,
         settings: Arc<LoadSettings>,
     ) -> Result<Arc<Current>, KeyError> {
-        let mut flight = self.lock_flight(&settings).await?;
+        let mut flight = match self.lock_flight(&settings).await {
+            Ok(flight) => flight,
+            Err(stuck) => return self.rescue(&settings, stuck).await,
+        };
         if let Some(cur) = self.current() {
             return Ok(cur);
         }
@@ -148,7 +154,15 @@ impl KeyCache {
         self: Arc<Self>,
         settings: Arc<LoadSettings>,
     ) -> Result<Arc<Current>, KeyError> {
-        let mut flight = self.lock_flight(&settings).await?;
+        let mut flight = match self.lock_flight(&settings).await {
+            Ok(flight) => flight,
+            // The load that holds the lock is stuck: the key there is, if any (a request
+            // checks its expiry), else a load of our own.
+            Err(stuck) => match self.current() {
+                Some(cur) => return Ok(cur),
+                None => return self.rescue(&settings, stuck).await,
+            },
+        };
         let Some(cur) = self.current() else {
             drop(flight);
             return self.clone().load_first(settings).await;
@@ -239,7 +253,9 @@ impl KeyCache {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
-                    stale = !self.store(cur.after_failure(retry_at, err.clone())).is_expired(now);
+                    stale = !self
+                        .store(cur.after_failure(retry_at, err.clone()))
+                        .is_expired(now);
                 }
                 self.report_failure(&settings, &err, stale, Some(delay));
                 Err(err)

@@ -2,9 +2,10 @@
 //! `retry_after`, metrics) and the new sources (`CommandKeySource`, `KeySourceChain`,
 //! `EnvKeySource`'s `X_FILE`).
 //!
-//! Tests named `finding_*` show a real problem: each FAILS on the audited code (d6e2471), and its
-//! doc comment gives the severity, what happens, why it matters and a suggested fix. Tests named
-//! `holds_*` are attacks the code withstood; they pass and stay as regression tests.
+//! Tests named `finding_*` show a real problem: each failed on the audited code (d6e2471), and
+//! its doc comment gives the severity, what happened, why it matters and the suggested fix. All
+//! 19 are fixed (the two "Audit round 4 fixes" commits) and pass; they stay as regression
+//! tests. Tests named `holds_*` are attacks the code withstood.
 //!
 //! Severity, cause and fix are in each test's comment; the report sums them up.
 //!

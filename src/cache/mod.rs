@@ -290,9 +290,12 @@ impl KeyCache {
                 // Counts for the health (`status`), and so for the backoff of the next load;
                 // a manual rotation schedules nothing itself.
                 self.record_failure(&mut flight, settings, &err);
-                let stale = self
-                    .current()
-                    .is_some_and(|cur| !cur.is_expired(Instant::now()));
+                let now = Instant::now();
+                let stale = self.current().is_some_and(|cur| {
+                    // The key is still sent, but the status says the source is failing.
+                    self.store(cur.after_failure(cur.refresh_at, err.clone()));
+                    !cur.is_expired(now)
+                });
                 self.report_failure(settings, &err, stale, None);
                 Err(err)
             }

@@ -82,6 +82,7 @@
 //! | `command` | yes   | [`CommandKeySource`]: a credential helper program (plain text, Kubernetes `ExecCredential` or OAuth2 token JSON); enables tokio's `process` and `io-util` |
 //! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
 //! | `oauth2` | no     | `OAuth2ClientCredentials` (an OAuth2 access token by the client-credentials grant; the same HTTPS transport as `vault`) |
+//! | `metrics` | no    | the key's health through the `metrics` facade: loads, rotations, replays, expiries, failures in a row, when the key was loaded and when it expires |
 //! | `full`  | no      | all of the above |
 //!
 //! [`KeySourceChain`] (an environment variable, else a file, else Vault…) and [`StaticKey`] are
@@ -105,8 +106,9 @@ mod replay;
 pub mod retry;
 mod rotation;
 pub mod source;
+mod timefmt;
 
-pub use auth::{BearerAuth, BearerAuthLayer, ResponseFuture, ScopeError};
+pub use auth::{BearerAuth, BearerAuthLayer, Rejection, ResponseFuture, ScopeError};
 pub use cache::{KeyHandle, KeyState, KeyStatus};
 pub use event::KeyEvent;
 pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};

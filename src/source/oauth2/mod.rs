@@ -105,8 +105,8 @@ pub enum OAuth2ClientAuth {
 ///   the request was sent (so the source never thinks a token lives longer than it does).
 ///   Without `expires_in`, the token is taken to live
 ///   [`default_lifetime`](OAuth2ClientCredentialsBuilder::default_lifetime) (1 hour).
-/// - The layer asks again in the last tenth of the token's lifetime (a few seconds before the
-///   end at the latest); keeps the token while a new one cannot be had, only until it expires;
+/// - The layer asks again in the last 10–15% of the token's lifetime (at least min(5 s, half its
+///   life) before the end); keeps the token while a new one cannot be had, only until it expires;
 ///   and asks at once when the API answers 401 (a revoked token).
 /// - A secret from a [file](OAuth2ClientCredentialsBuilder::client_secret_file) or a
 ///   [variable](OAuth2ClientCredentialsBuilder::client_secret_env) is read at each load, so a

@@ -18,10 +18,18 @@ pub(crate) fn normalize_host(host: &str) -> &str {
         .unwrap_or(host)
 }
 
-/// 127.0.0.0/8, `::1` (and `::ffff:127.x`), and `localhost`, in any spelling a URI allows.
+/// 127.0.0.0/8, `::1` (and `::ffff:127.x`), and `localhost`, in any spelling a URI allows,
+/// but never with a trailing dot: `localhost.` is a fully qualified name that resolvers send to
+/// DNS (glibc does not answer it from `/etc/hosts`), so whoever answers DNS would choose where
+/// a plain-http request goes.
 #[cfg(any(feature = "vault", feature = "oauth2", test))]
 pub(crate) fn is_loopback(host: &str) -> bool {
-    is_loopback_normalized(normalize_host(host))
+    !has_trailing_dot(host) && is_loopback_normalized(normalize_host(host))
+}
+
+/// Whether `host` (as written, IPv6 brackets and all) ends in a dot.
+pub(crate) fn has_trailing_dot(host: &str) -> bool {
+    host.ends_with('.')
 }
 
 /// [`is_loopback`] for a host already through [`normalize_host`]: normalising twice would
@@ -53,7 +61,6 @@ mod tests {
             "::1",
             "localhost",
             "LOCALHOST",
-            "localhost.",
             "[::ffff:127.0.0.1]",
         ] {
             assert!(is_loopback(h), "{h}");
@@ -65,6 +72,9 @@ mod tests {
             "127.0.0.1.evil.com",
             "localhost..",
             "127.0.0.1..",
+            // a trailing dot sends a name to DNS
+            "localhost.",
+            "127.0.0.1.",
             "[::2]",
             "",
         ] {

@@ -14,8 +14,8 @@
 //! - the value of a parameter whose name ends in `key`, `token`, `secret`, `password`, `passwd`,
 //!   `signature` or is `bearer`, `auth`, `authorization`, `sig` (`?key=AIza…`,
 //!   `&access_token=…`);
-//! - the word after `Bearer`, whatever separates them: `Bearer tok`, `Bearer: tok`,
-//!   `Bearer "tok"`, `Bearer=tok`.
+//! - the word after `Bearer` or `Basic`, whatever separates them: `Bearer tok`, `Bearer: tok`,
+//!   `Bearer "tok"`, `Bearer=tok`, `Basic dXNlcjpwYXNz`.
 //!
 //! A candidate shorter than 8 characters is shown: it cannot be much of a key.
 //!
@@ -111,7 +111,9 @@ impl<'a> Redactor<'a> {
             } else {
                 self.secret_start(token)
             };
-            after_bearer = token.eq_ignore_ascii_case(b"bearer");
+            // `Basic` too: a server quoting the header it got quotes base64 credentials.
+            after_bearer =
+                token.eq_ignore_ascii_case(b"bearer") || token.eq_ignore_ascii_case(b"basic");
             match secret_at {
                 Some(at) if word_end - (i + at) >= MIN_SECRET => {
                     self.push_str(&self.text[i..i + at])?;

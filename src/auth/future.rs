@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tower::BoxError;
 use tower_service::Service;
 
-use super::state::{is_ours, CloneState, Replay, Sent};
+use super::state::{is_ours, CloneState, Replay, ReplayWatch, Sent};
 use crate::cache::LoadFuture;
 
 /// Puts `$header` on `$req`, keeps what a 401 needs (unless the key is static), and calls
@@ -72,6 +72,7 @@ pin_project! {
         Replaying {
             #[pin]
             fut: S::Future,
+            watch: ReplayWatch,
         },
         // Boxed: keeps the future as small as the hot path needs.
         Cold {
@@ -220,10 +221,14 @@ where
                 let sent = sent.take();
                 state.set(unauthorized(response, sent));
             }
-            StateProj::Replaying { fut } => return fut.poll(cx).map_err(Into::into),
+            StateProj::Replaying { fut, watch } => {
+                let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+                watch.answered(&response);
+                return Poll::Ready(Ok(response));
+            }
             StateProj::Cold { cold } => match ready!(poll_cold(cold, cx))? {
                 Step::Send(sending) => state.set(sending.state),
-                Step::Replay(fut) => state.set(State::Replaying { fut }),
+                Step::Replay(fut, watch) => state.set(State::Replaying { fut, watch }),
                 Step::Done(response) => return Poll::Ready(Ok(response)),
             },
         }
@@ -234,7 +239,7 @@ where
 #[allow(clippy::large_enum_variant)]
 enum Step<S: Service<Request<B>>, B> {
     Send(ResponseFuture<S, B>),
-    Replay(S::Future),
+    Replay(S::Future, ReplayWatch),
     Done(S::Response),
 }
 
@@ -306,8 +311,8 @@ where
                 }
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
                 Poll::Ready(Ok(())) => {
-                    let (mut service, req) = replay.into_parts();
-                    return Poll::Ready(Ok(Step::Replay(service.call(req?))));
+                    let (mut service, req, watch) = replay.into_parts();
+                    return Poll::Ready(Ok(Step::Replay(service.call(req?), watch)));
                 }
             },
             Cold::Failed { error } => return Poll::Ready(Err(error)),

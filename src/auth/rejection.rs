@@ -43,9 +43,11 @@ impl Rejections {
     #[cold]
     fn matches_any<R>(self, response: &Response<R>) -> bool {
         let has = |r| self.0 & bit(r) != 0;
+        // The status's own signal, if asked for; else the gRPC status (a gateway may answer
+        // a gRPC call with 401 or 403 and `grpc-status: 16`, which tonic reports as such).
         match response.status().as_u16() {
-            401 => return has(Rejection::Status401),
-            403 => return has(Rejection::Status403),
+            401 if has(Rejection::Status401) => return true,
+            403 if has(Rejection::Status403) => return true,
             _ => {}
         }
         if !(has(Rejection::GrpcUnauthenticated) || has(Rejection::GrpcPermissionDenied)) {
@@ -97,6 +99,10 @@ mod tests {
         assert!(!grpc.matches(&response(200, &["7"])));
         assert!(!grpc.matches(&response(200, &["0"])));
         assert!(!grpc.matches(&response(401, &[])), "401 not asked for");
+        assert!(
+            grpc.matches(&response(403, &["16"])),
+            "the gRPC status of a 403"
+        );
         assert!(!grpc.matches(&response(200, &["16", "16"])), "two statuses");
         assert!(!grpc.matches(&response(200, &[" 16"])));
 

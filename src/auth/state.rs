@@ -194,14 +194,17 @@ pub(crate) struct Replay<S, B> {
 impl<S, B> Replay<S, B> {
     /// The ready service and the request to send with it, counted and reported as replayed;
     /// an error instead if its key expired while the service was not ready.
-    pub(super) fn into_parts(self) -> (S, Result<Request<B>, KeyError>) {
+    pub(super) fn into_parts(self) -> (S, Result<Request<B>, KeyError>, ReplayWatch) {
         let now = tokio::time::Instant::now();
         let (cache, settings) = (&self.state.cache, &self.state.config.load);
+        let watch = ReplayWatch {
+            cache: cache.clone(),
+            generation: self.current.generation,
+            rejections: self.state.config.rejections,
+        };
         if self.current.is_expired(now) {
-            return (
-                self.service,
-                Err(cache.expired(&self.current, settings, now)),
-            );
+            let expired = cache.expired(&self.current, settings, now);
+            return (self.service, Err(expired), watch);
         }
         let fingerprint = self.current.key.fingerprint();
         tracing::debug!(fingerprint, "replaying after 401");
@@ -210,7 +213,22 @@ impl<S, B> Replay<S, B> {
             fingerprint: fingerprint.to_owned(),
         };
         cache.emit(settings, &KeyEvent::Replayed(replayed));
-        (self.service, Ok(self.req))
+        (self.service, Ok(self.req), watch)
+    }
+}
+
+/// What a replay in flight tells the cache about its answer: a rejection of the key it was
+/// replayed with backs off reloads for that key (see `KeyCache::replay_answered`).
+pub(crate) struct ReplayWatch {
+    cache: Arc<KeyCache>,
+    generation: u64,
+    rejections: Rejections,
+}
+
+impl ReplayWatch {
+    pub(super) fn answered<R>(&self, response: &Response<R>) {
+        let rejected = self.rejections.matches(response);
+        self.cache.replay_answered(self.generation, rejected);
     }
 }
 

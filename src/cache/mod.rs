@@ -11,6 +11,7 @@ mod handle;
 mod load;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod rejected;
 mod report;
 mod schedule;
 mod status;
@@ -32,6 +33,7 @@ pub use status::{KeyState, KeyStatus};
 use crate::event::KeyEvent;
 use crate::rotation::{RotationEvent, RotationReason};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
+use rejected::RejectedReplays;
 use report::{HookSets, Stats};
 use schedule::{backoff, deadline};
 use timer::TimerSlot;
@@ -59,6 +61,7 @@ pub(crate) struct KeyCache {
     timer: TimerSlot,
     hook_sets: HookSets,
     stats: Stats,
+    rejected_replays: RejectedReplays,
 }
 
 #[derive(Default)]
@@ -89,6 +92,7 @@ impl KeyCache {
             timer: TimerSlot::default(),
             hook_sets: HookSets::default(),
             stats: Stats::default(),
+            rejected_replays: RejectedReplays::default(),
         })
     }
 
@@ -220,6 +224,11 @@ impl KeyCache {
         if let (Some((gen, until)), Some(cur)) = (flight.rejected_retry_at, &cur) {
             if gen == generation && Instant::now() < until {
                 return Ok(cur.clone()); // the source gave this key back lately: no storm
+            }
+        }
+        if let Some(cur) = &cur {
+            if self.replay_backoff_holds(generation, Instant::now()) {
+                return Ok(cur.clone()); // a replay with this very key was rejected lately
             }
         }
         match self.load_once(&mut flight, &settings).await {

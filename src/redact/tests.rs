@@ -125,6 +125,8 @@ fn safe_message_redacts_bearer_whatever_the_separator() {
         "Authorization: bearer 'abcdefgh12345678'",
         "Authorization: Bearer=abcdefgh12345678",
         "{\"Bearer\": \"abcdefgh12345678\"}",
+        "bad header Basic abcdefgh12345678==",
+        "Authorization: basic abcdefgh12345678",
     ] {
         let safe = safe_message(text, 500);
         assert!(!safe.contains("abcdefgh"), "{text} -> {safe}");

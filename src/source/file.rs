@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::secret_file::open_nonblocking;
 use crate::{ApiKey, KeyError, KeyErrorKind, KeyFuture, KeySource};
 
 /// Reads no more than this from a key file: a key is at most 4 KiB, so anything much bigger
@@ -190,22 +191,6 @@ impl KeySource for FileKeySource {
     fn describe(&self) -> Option<String> {
         Some(format!("key file {}", self.path.display()))
     }
-}
-
-/// Opens `path` for reading without blocking on a FIFO or a device, whose type is then
-/// refused; a regular file reads as usual.
-#[cfg(unix)]
-fn open_nonblocking(path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn open_nonblocking(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::File::open(path)
 }
 
 impl fmt::Debug for FileKeySource {

@@ -39,6 +39,8 @@ mod fixed;
 mod https;
 #[cfg(feature = "oauth2")]
 mod oauth2;
+#[cfg(any(feature = "file", feature = "vault", feature = "oauth2"))]
+mod secret_file;
 // `pub(crate)`: `crate::fuzzing` reaches the parsers of `vault::response`.
 #[cfg(feature = "vault")]
 pub(crate) mod vault;

@@ -11,7 +11,7 @@ use http::header::{HeaderValue, HOST};
 use http::uri::{Authority, Scheme};
 use http::Request;
 
-use crate::net::{is_loopback_normalized, is_secure_scheme, normalize_host};
+use crate::net::{has_trailing_dot, is_loopback_normalized, is_secure_scheme, normalize_host};
 
 mod error;
 
@@ -80,9 +80,11 @@ impl Scope {
                     } else if !(path.is_empty() || path == "/") {
                         Origin::Invalid("it has a path or a query; give scheme://host[:port]")
                     } else {
+                        // As written (less case): the trailing dot matters to the cleartext
+                        // rule; the scope match normalises.
                         Origin::Valid {
                             scheme: scheme.to_ascii_lowercase().into(),
-                            host: normalize_host(authority.host()).to_ascii_lowercase().into(),
+                            host: authority.host().to_ascii_lowercase().into(),
                         }
                     }
                 }
@@ -125,7 +127,7 @@ impl Scope {
         let uri = req.uri();
         // An origin-form request goes where the layer was told it goes, if it was told.
         let origin_form = uri.scheme().is_none() && uri.authority().is_none();
-        let (scheme, uri_host) = match (&self.origin, origin_form) {
+        let (scheme, raw_host) = match (&self.origin, origin_form) {
             (Some(Origin::Valid { scheme, host }), true) => (Some(&**scheme), Some(&**host)),
             (Some(Origin::Invalid(why)), true) => {
                 return Err(ScopeError {
@@ -134,8 +136,9 @@ impl Scope {
                     reason: Refusal::BadOrigin(why),
                 })
             }
-            _ => (uri.scheme_str(), uri.host().map(normalize_host)),
+            _ => (uri.scheme_str(), uri.host()),
         };
+        let uri_host = raw_host.map(normalize_host);
         let secure = scheme.is_some_and(is_secure_scheme);
         let refuse = |reason, host: Option<&str>| {
             Err(ScopeError {
@@ -166,7 +169,8 @@ impl Scope {
         };
         if !secure && !self.allow_insecure_http {
             let host = host.unwrap_or("");
-            if !is_loopback_normalized(host) {
+            // The trailing dot of a name sends it to DNS, whatever it spells.
+            if raw_host.is_some_and(has_trailing_dot) || !is_loopback_normalized(host) {
                 return refuse(Refusal::Cleartext, Some(host));
             }
         }

@@ -31,7 +31,7 @@ mod url;
 use body::read_body;
 pub(crate) use tls::root_store;
 use url::redirect_target;
-pub(crate) use url::{cleartext_refusal, show, Origin};
+pub(crate) use url::{cleartext_refusal, quote_url, show, Origin};
 
 /// Who is at the other end, for messages: what a redirect comes from, what would cross the wire
 /// in clear text, and how to allow a redirect to another origin.

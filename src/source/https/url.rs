@@ -82,10 +82,18 @@ pub(super) fn redirect_target(
 
 /// A URL for messages: scheme, authority and path, no query.
 pub(crate) fn show(url: &Uri) -> String {
-    format!(
-        "{}://{}{}",
-        url.scheme_str().unwrap_or("?"),
-        url.authority().map_or("", Authority::as_str),
-        url.path()
-    )
+    // Never the user information (`user:password@`): it is a credential.
+    let authority = url.authority().map_or("", Authority::as_str);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{}://{host}{}", url.scheme_str().unwrap_or("?"), url.path())
+}
+
+/// `text` as given for a URL, for a message: not shown when it may hold user information.
+pub(crate) fn quote_url(text: &str) -> String {
+    match text.contains('@') {
+        true => "(not shown: it holds an @, maybe user information)".to_owned(),
+        false => format!("{text:?}"),
+    }
 }

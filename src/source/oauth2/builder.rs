@@ -8,9 +8,10 @@ use std::time::Duration;
 use http::Uri;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::response::MAX_EXPIRES_IN;
 use super::secret::ClientSecret;
 use super::{Inner, OAuth2ClientAuth, OAuth2ClientCredentials, TOKEN_ENDPOINT};
-use crate::source::https::{cleartext_refusal, show, Transport};
+use crate::source::https::{cleartext_refusal, quote_url, show, Transport};
 use crate::{KeyError, KeyErrorKind};
 
 /// Default bound on a load (the token request, its redirects and reading the answer): below the
@@ -174,13 +175,23 @@ impl OAuth2ClientCredentialsBuilder {
                 "no token URL: call .token_url(\"https://login.example.com/oauth2/token\")",
             ));
         }
+        let shown = quote_url(url_text);
         let token_url: Uri = url_text
             .parse()
-            .map_err(|e| config(format!("token URL {url_text:?} is not a URL: {e}")))?;
+            .map_err(|e| config(format!("token URL {shown} is not a URL: {e}")))?;
         if token_url.scheme().is_none() || token_url.authority().is_none() {
             return Err(config(format!(
-                "token URL {url_text:?} must be absolute, e.g. https://login.example.com/oauth2/token"
+                "token URL {shown} must be absolute, e.g. https://login.example.com/oauth2/token"
             )));
+        }
+        if token_url
+            .authority()
+            .is_some_and(|a| a.as_str().contains('@'))
+        {
+            return Err(config(
+                "the token URL holds user information (user:password@); the client's \
+                 credentials go in client_id(..) and client_secret(..)",
+            ));
         }
         if let Some(why) = cleartext_refusal(&token_url, self.allow_insecure_http, &TOKEN_ENDPOINT)
         {
@@ -231,6 +242,13 @@ impl OAuth2ClientCredentialsBuilder {
         }
         if self.default_lifetime.is_zero() {
             return Err(config("default_lifetime must be more than zero"));
+        }
+        if self.default_lifetime > MAX_EXPIRES_IN {
+            return Err(config(format!(
+                "default_lifetime of {:?} is more than the {} days a token may live",
+                self.default_lifetime,
+                MAX_EXPIRES_IN.as_secs() / 86_400
+            )));
         }
         let transport = Transport::new(
             &TOKEN_ENDPOINT,
@@ -290,7 +308,7 @@ impl fmt::Debug for OAuth2ClientCredentialsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let param_names: Vec<&str> = self.params.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("OAuth2ClientCredentialsBuilder")
-            .field("token_url", &self.token_url)
+            .field("token_url", &self.token_url.as_deref().map(quote_url))
             .field("client_id", &self.client_id)
             .field("secret", &self.secret.as_ref().map(ClientSecret::describe))
             .field("scopes", &self.scopes)

@@ -49,8 +49,11 @@ pub(super) fn status_error(reply: &Reply, secret: &SecretString) -> KeyError {
         cause.push_str(&server_text(description, secret, MAX_DESCRIPTION));
     }
     cause.push_str(&format!(" (HTTP {status}"));
-    if let Some(after) = &reply.retry_after {
-        cause.push_str(&format!(", Retry-After {after}"));
+    // The wait as understood, never the header's own text: the server chose it.
+    match reply.retry_after_wait() {
+        Some(wait) => cause.push_str(&format!(", Retry-After {} s", wait.as_secs())),
+        None if reply.retry_after.is_some() => cause.push_str(", an unreadable Retry-After"),
+        None => {}
     }
     if let Some(uri) = &said.uri {
         cause.push_str("; see ");

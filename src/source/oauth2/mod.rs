@@ -236,7 +236,14 @@ impl OAuth2ClientCredentials {
             from_expires_in = token.expires_in.is_some(),
             "got a token from the OAuth2 token endpoint"
         );
-        Ok(key.expires_at(sent_at + lifetime))
+        // Both bounded (10 years), but a clock set far ahead must not make this panic.
+        let Some(expiry) = sent_at.checked_add(lifetime) else {
+            return Err(KeyError::new(
+                KeyErrorKind::Invalid,
+                format!("the token's lifetime of {lifetime:?} overflows the clock"),
+            ));
+        };
+        Ok(key.expires_at(expiry))
     }
 }
 

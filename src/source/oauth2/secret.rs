@@ -1,12 +1,12 @@
 //! The client secret: given as it is, or read from a file or an environment variable at each
 //! load (so a rotated secret is picked up), into buffers zeroed when dropped.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
+use crate::source::secret_file::read_capped;
 use crate::{KeyError, KeyErrorKind};
 
 /// Secret files bigger than this are the wrong file: a client secret is a few dozen bytes.
@@ -47,7 +47,7 @@ impl ClientSecret {
             },
             ClientSecret::File(path) => {
                 let path = path.clone();
-                match tokio::task::spawn_blocking(move || read_capped(&path)).await {
+                match tokio::task::spawn_blocking(move || read_capped(&path, SECRET_CAP)).await {
                     Ok(Ok(bytes)) => bytes,
                     Ok(Err(e)) => {
                         let kind = match e.kind() {
@@ -69,22 +69,6 @@ impl ClientSecret {
         }
         Ok(SecretString::from(trimmed.to_owned()))
     }
-}
-
-/// Reads at most [`SECRET_CAP`] bytes into a buffer allocated once (no reallocation leaves a
-/// copy behind) and zeroed on drop.
-fn read_capped(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(SECRET_CAP + 1));
-    std::fs::File::open(path)?
-        .take(SECRET_CAP as u64 + 1)
-        .read_to_end(&mut buf)?;
-    if buf.len() > SECRET_CAP {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("is larger than {} KiB", SECRET_CAP / 1024),
-        ));
-    }
-    Ok(buf)
 }
 
 #[cfg(test)]

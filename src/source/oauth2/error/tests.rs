@@ -97,7 +97,7 @@ fn full_messages() {
 fn retry_after_is_honoured_for_transient_answers_only() {
     let e = status_error(&reply(429, Some("17"), "{}"), &secret());
     assert_eq!(e.retry_after(), Some(Duration::from_secs(17)));
-    assert_eq!(e.to_string(), "rate limited (HTTP 429, Retry-After 17)");
+    assert_eq!(e.to_string(), "rate limited (HTTP 429, Retry-After 17 s)");
     let e = status_error(&reply(503, Some("2"), ""), &secret());
     assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
     let e = status_error(&reply(503, Some("whenever"), ""), &secret());

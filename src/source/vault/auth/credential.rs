@@ -2,7 +2,6 @@
 //! zeroed when dropped, turned into a login body that is zeroed when hyper is done with it,
 //! and remembered (after a refusal) only as a keyed digest.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -10,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::source::secret_file::read_capped;
 use crate::{KeyError, KeyErrorKind};
 
 /// Credentials files bigger than this are the wrong file (a JWT is a few KiB).
@@ -51,7 +51,8 @@ impl Credential {
             },
             Credential::File(path) => {
                 let path = path.clone();
-                match tokio::task::spawn_blocking(move || read_capped(&path)).await {
+                match tokio::task::spawn_blocking(move || read_capped(&path, CREDENTIAL_CAP)).await
+                {
                     Ok(Ok(bytes)) => bytes,
                     Ok(Err(e)) => {
                         let kind = match e.kind() {
@@ -73,22 +74,6 @@ impl Credential {
         }
         Ok(SecretString::from(trimmed.to_owned()))
     }
-}
-
-/// Reads at most [`CREDENTIAL_CAP`] bytes into a buffer allocated once (no reallocation
-/// leaves a copy behind) and zeroed on drop.
-fn read_capped(path: &std::path::Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(CREDENTIAL_CAP + 1));
-    std::fs::File::open(path)?
-        .take(CREDENTIAL_CAP as u64 + 1)
-        .read_to_end(&mut buf)?;
-    if buf.len() > CREDENTIAL_CAP {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("is larger than {} KiB", CREDENTIAL_CAP / 1024),
-        ));
-    }
-    Ok(buf)
 }
 
 #[derive(Serialize)]

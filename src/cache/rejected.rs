@@ -1,0 +1,48 @@
+//! Replays the server rejected too. A source that hands out a new key at every load (a token
+//! endpoint) never gives "the same key back", so a server that rejects every key (a wrong
+//! audience, a revoked client) would turn each request into a reload and a replay. A rejected
+//! replay starts a backoff: until it ends, a rejection of that key reloads nothing.
+
+use std::sync::Mutex;
+
+use tokio::time::Instant;
+
+use super::schedule::{backoff, deadline};
+use super::KeyCache;
+
+/// The last rejected replay: the generation of its key, until when reloads for that key wait,
+/// and how many replays in a row were rejected.
+#[derive(Default)]
+pub(super) struct RejectedReplays(Mutex<Option<(u64, Instant, u32)>>);
+
+impl KeyCache {
+    /// The replay sent with the key of `generation` got its answer: `rejected` by the server
+    /// again, or not (which ends the run).
+    pub(crate) fn replay_answered(&self, generation: u64, rejected: bool) {
+        let Ok(mut last) = self.rejected_replays.0.lock() else {
+            return;
+        };
+        if !rejected {
+            *last = None;
+            return;
+        }
+        let run = last.map_or(0, |(_, _, run)| run);
+        let now = Instant::now();
+        *last = deadline(now, backoff(run)).map(|until| (generation, until, run.saturating_add(1)));
+        tracing::warn!(
+            rejected_in_a_row = run + 1,
+            "the server rejected the replay with a freshly loaded key too; backing off reloads"
+        );
+    }
+
+    /// Whether a rejection of the key of `generation` must wait for the backoff of a rejected
+    /// replay instead of reloading.
+    pub(super) fn replay_backoff_holds(&self, generation: u64, now: Instant) -> bool {
+        self.rejected_replays
+            .0
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|(held, until, _)| held == generation && now < until)
+    }
+}

@@ -78,12 +78,10 @@ impl VaultKeySourceBuilder {
             .collect::<Result<Vec<_>, _>>()?;
 
         let (method, default_mount) = match self.auth.clone() {
-            None => {
-                return Err(config(
-                    "no Vault token: call .token(..), .approle_secret_id_file(..), \
+            None => return Err(config(
+                "no Vault token: call .token(..), .token_file(..), .approle_secret_id_file(..), \
                      .approle_secret_id_env(..) or .kubernetes(..), or use from_env",
-                ))
-            }
+            )),
             Some(AuthChoice::Token(token)) => {
                 let t = token.expose_secret();
                 if t.trim().is_empty() {
@@ -95,6 +93,12 @@ impl VaultKeySourceBuilder {
                     ));
                 }
                 (AuthMethod::Token(token), "token")
+            }
+            Some(AuthChoice::TokenFile(path)) => {
+                if path.as_os_str().is_empty() {
+                    return Err(config("token_file: the path is empty"));
+                }
+                (AuthMethod::TokenFile(Credential::File(path)), "token")
             }
             Some(AuthChoice::AppRole { role_id, secret_id }) => {
                 if role_id.expose_secret().trim().is_empty() {
@@ -130,7 +134,7 @@ impl VaultKeySourceBuilder {
             revoke: endpoint.url("auth/token/revoke-self").map_err(config)?,
         };
         let (login_path, login_url) = match method {
-            AuthMethod::Token(_) => (String::new(), None),
+            AuthMethod::Token(_) | AuthMethod::TokenFile(_) => (String::new(), None),
             _ => {
                 let auth_mount = segment(
                     "auth mount",

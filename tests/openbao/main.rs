@@ -25,5 +25,7 @@ mod openbao;
 mod support;
 
 mod common;
+mod faults;
+mod harness;
 mod logins;
 mod reads;

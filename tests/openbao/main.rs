@@ -28,4 +28,5 @@ mod common;
 mod faults;
 mod harness;
 mod logins;
+mod rate_limit;
 mod reads;

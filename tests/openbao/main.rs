@@ -30,3 +30,4 @@ mod harness;
 mod logins;
 mod rate_limit;
 mod reads;
+mod versions;

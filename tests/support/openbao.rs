@@ -87,6 +87,19 @@ pub fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> b
     }
 }
 
+/// As [`wait_until`], for a condition that asks the server over HTTP.
+pub async fn poll_until<F, Fut>(what: &str, within: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling interval, bounded above
+    }
+}
+
 impl OpenBao {
     /// Starts `bao server -dev` on a free loopback port and waits (bounded) until
     /// `sys/health` answers 200.

@@ -12,11 +12,13 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | `reads` | KV v1 and v2, a least-privilege token, namespaces, a rotation healed through one 401, errors |
+//! | `reads` | KV v1 and v2, a least-privilege token, a rotation healed through one 401, errors |
+//! | `namespaces` | a namespace's KV, AppRole (login, re-login after revocation) and token |
 //! | `logins` | AppRole: no login per denied read, no lockout, a new login after revocation |
 //! | `versions` | soft-deleted and destroyed versions, renew-self of a short-lived token |
 //! | `token_file` | a Vault Agent's token file: rotated, revoked, refused |
-//! | `faults` | sealed and unsealed, killed and restarted, rate-limited (Retry-After) |
+//! | `faults` | sealed and unsealed, killed and restarted on the same port |
+//! | `rate_limit` | a rate-limit quota: Retry-After honoured, no read storm under a 401 storm |
 //! | `fleet` | N independent instances against one server: rotation, refresh-ahead, a rate-limited store |
 
 #[path = "../support/openbao.rs"]
@@ -28,6 +30,7 @@ mod common;
 mod faults;
 mod harness;
 mod logins;
+mod namespaces;
 mod rate_limit;
 mod reads;
 mod versions;

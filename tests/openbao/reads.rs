@@ -1,5 +1,5 @@
-//! Reads against the real server: KV v1 and v2, a least-privilege token, a namespace, a new
-//! version healing a 401, and clear errors that never hold a secret.
+//! Reads against the real server: KV v1 and v2, a least-privilege token, a new version
+//! healing a 401, and clear errors that never hold a secret.
 
 use std::time::Duration;
 
@@ -95,54 +95,6 @@ async fn kv2_with_a_least_privilege_token() {
         "{err}"
     );
     no_secret(&err, &[&token, "sk-openbao-private-01", bao.root_token()]);
-}
-
-/// A namespace: the source sends `X-Vault-Namespace`; an empty namespace means none.
-#[tokio::test]
-#[ignore = "needs OpenBao: BAO_BIN=$(.ci/install-openbao)"]
-async fn kv2_in_a_namespace() {
-    let bao = openbao();
-    let ns = unique("ns");
-    bao.ok(Method::POST, &format!("sys/namespaces/{ns}"), None)
-        .await;
-    let nsh = format!("{ns}/");
-    let (status, _) = bao
-        .api_in(
-            &nsh,
-            bao.root_token(),
-            Method::POST,
-            "sys/mounts/kv",
-            Some(json!({ "type": "kv", "options": { "version": "2" } })),
-        )
-        .await;
-    assert_eq!(status, 204);
-    let (status, _) = bao
-        .api_in(
-            &nsh,
-            bao.root_token(),
-            Method::POST,
-            "kv/data/azerion",
-            Some(json!({ "data": { "api_key": "sk-openbao-ns-0001" } })),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let source = |namespace: &str| {
-        VaultKeySource::builder()
-            .address(bao.url())
-            .token(bao.root_token())
-            .namespace(namespace)
-            .mount("kv")
-            .path("azerion")
-            .field("api_key")
-            .build()
-            .unwrap()
-    };
-    let key = source(&format!("{ns}/")).load().await.unwrap();
-    assert_eq!(key.expose_secret(), "sk-openbao-ns-0001");
-    let err = source("").load().await.unwrap_err();
-    assert_eq!(err.kind(), KeyErrorKind::Missing, "{err}");
-    assert!(!err.to_string().contains("namespace"), "{err}");
-    no_secret(&err, &[bao.root_token()]);
 }
 
 /// A new secret version and the old key revoked by the API at once: ten requests in flight

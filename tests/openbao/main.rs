@@ -33,4 +33,5 @@ mod logins;
 mod namespaces;
 mod rate_limit;
 mod reads;
+mod token_file;
 mod versions;

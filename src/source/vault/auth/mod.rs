@@ -312,3 +312,6 @@ impl fmt::Debug for Auth {
         d.finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -221,6 +221,32 @@ fn segment(what: &str, value: Option<&str>) -> Result<String, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{KeyErrorKind, VaultKeySource};
+
+    #[test]
+    fn a_token_file_needs_a_path_and_shows_it() {
+        let builder = || {
+            VaultKeySource::builder()
+                .address("http://127.0.0.1:8100")
+                .mount("secret")
+                .path("azerion")
+                .field("api_key")
+        };
+        let err = builder().token_file("").build().unwrap_err();
+        assert_eq!(err.kind(), KeyErrorKind::Config);
+        assert!(
+            err.to_string().contains("token_file: the path is empty"),
+            "{err}"
+        );
+        let source = builder().token_file("/run/agent/token").build().unwrap();
+        let debug = format!("{source:?}");
+        assert!(
+            debug.contains("\"token file\"") && debug.contains("file /run/agent/token"),
+            "{debug}"
+        );
+        let debug = format!("{:?}", builder().token_file("/run/agent/token"));
+        assert!(debug.contains("\"token file\""), "{debug}");
+    }
 
     #[test]
     fn segments_are_trimmed_and_encoded() {

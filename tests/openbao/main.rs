@@ -28,6 +28,7 @@ mod support;
 
 mod common;
 mod faults;
+mod fleet;
 mod harness;
 mod logins;
 mod namespaces;

@@ -8,7 +8,7 @@
 //! // GET https://vault.example.com:8200/v1/secret/data/azerion, field "api_key" of the latest version
 //! let source = VaultKeySource::builder()
 //!     .address("https://vault.example.com:8200")
-//!     .token("hvs.EXAMPLE") // or .approle_secret_id_file(..), .kubernetes(..)
+//!     .token("hvs.EXAMPLE") // or .token_file(..), .approle_secret_id_file(..), .kubernetes(..)
 //!     .mount("secret")
 //!     .path("azerion")
 //!     .field("api_key")
@@ -22,7 +22,7 @@
 //! rustls, redirects, body cap), `auth` (token, AppRole, Kubernetes, renew-self), `response`
 //! (pure JSON parsing), `error` (answers to [`KeyError`]s).
 //!
-//! Tested against a real OpenBao dev server (`tests/openbao.rs`) and against the responses
+//! Tested against a real OpenBao dev server (`tests/openbao/`) and against the responses
 //! Vault's API docs print, served byte for byte by a fixture server on loopback
 //! (`tests/support/vault_server.rs`).
 
@@ -140,6 +140,11 @@ const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// | no answer within the [`timeout`](VaultKeySourceBuilder::timeout) | `Timeout` |
 /// | an answer that is not JSON or not a KV read | `Unreadable` |
 /// | a redirect to another origin, to clear text, or too many; bad configuration at `build` | `Config` |
+///
+/// A 429 or 503 with a `Retry-After` (OpenBao and Vault send one on a rate-limit quota's 429
+/// when `sys/quotas/config` has `enable_rate_limit_response_headers`) gives an error with
+/// [`KeyError::retry_after`] set: the layer waits at least that long (at most
+/// [`KeyError::MAX_RETRY_AFTER`]) before it loads again, instead of its shorter backoff.
 
 #[derive(Clone)]
 pub struct VaultKeySource {

@@ -7,6 +7,9 @@
 //! ```
 //!
 //! Then `curl -H "Authorization: Bearer $GATEWAY_TOKEN" http://127.0.0.1:3000/v1/models`.
+//! `curl http://127.0.0.1:3000/healthz` says whether the gateway has a usable key (503 when
+//! not), and `/metrics` gives the layer's metrics in Prometheus text (build with
+//! `--features metrics` for the layer to record them): see `examples/support/health.rs`.
 //!
 //! The gateway answers only to the `Host`s in [`HOSTS`], refuses cross-site requests (an `Origin`
 //! not in [`ORIGINS`], `Sec-Fetch-Site: cross-site`), wants the caller's `GATEWAY_TOKEN` (without
@@ -64,6 +67,11 @@ async fn main() -> Result<(), BoxError> {
             .restrict_to_hosts(["127.0.0.1"]);
         (upstream, auth)
     };
+    // The key's health and metrics: a Prometheus recorder for the `metrics` facade, and a
+    // handle on the layer's key for `/healthz`.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let auth = auth.name("azerion");
+    let key = auth.handle();
     let client = ServiceBuilder::new().layer(auth).service(http);
     let gateway = support::gateway::Gateway {
         upstream,
@@ -71,7 +79,8 @@ async fn main() -> Result<(), BoxError> {
         origins: ORIGINS.map(String::from).to_vec(),
         caller_token,
     };
-    let app = support::gateway::router(gateway, client);
+    let app = support::gateway::router(gateway, client)
+        .merge(support::health::routes(key, Some(metrics)));
 
     let listener = tokio::net::TcpListener::bind(LISTEN).await?;
     println!(

@@ -64,7 +64,7 @@ impl fmt::Display for KeyEvent {
                 f,
                 "key {} expired at {} and no new key could be loaded",
                 expiry.fingerprint,
-                httpdate::fmt_http_date(expiry.expired_at)
+                crate::timefmt::http_date(expiry.expired_at)
             ),
         }
     }

@@ -81,6 +81,7 @@
 //! | `file`  | yes     | [`FileKeySource`] |
 //! | `command` | yes   | [`CommandKeySource`]: a credential helper program (plain text, Kubernetes `ExecCredential` or OAuth2 token JSON); enables tokio's `process` and `io-util` |
 //! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
+//! | `metrics` | no    | the key's health through the `metrics` facade: loads, rotations, replays, expiries, failures in a row, when the key was loaded and when it expires |
 //! | `full`  | no      | all of the above |
 //!
 //! [`KeySourceChain`] (an environment variable, else a file, else Vault…) and [`StaticKey`] are
@@ -104,8 +105,9 @@ mod replay;
 pub mod retry;
 mod rotation;
 pub mod source;
+mod timefmt;
 
-pub use auth::{BearerAuth, BearerAuthLayer, ResponseFuture, ScopeError};
+pub use auth::{BearerAuth, BearerAuthLayer, Rejection, ResponseFuture, ScopeError};
 pub use cache::{KeyHandle, KeyState, KeyStatus};
 pub use event::KeyEvent;
 pub use key::{ApiKey, KeyError, KeyErrorKind, MAX_KEY_LEN};

@@ -79,7 +79,7 @@ impl fmt::Display for RotationEvent {
             None => write!(f, "key {reason}: {}", self.new)?,
         }
         match self.expiry {
-            Some(at) => write!(f, " (expires {})", httpdate::fmt_http_date(at)),
+            Some(at) => write!(f, " (expires {})", crate::timefmt::http_date(at)),
             None => Ok(()),
         }
     }

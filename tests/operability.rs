@@ -326,3 +326,21 @@ async fn a_source_retry_after_delays_the_next_load_and_is_capped() {
         assert_eq!(source.loads(), 2);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_manual_rotation_shows_as_stale_until_a_good_load() {
+    let source = Source::new(1);
+    let layer = BearerAuthLayer::new(source.clone());
+    let handle = layer.handle();
+    let mut svc = layer.layer(api(accepting("*")));
+    send(&mut svc).await.unwrap();
+    source.down(true);
+    handle.rotate().await.unwrap_err();
+    assert_eq!(handle.status().state(), KeyState::Stale);
+    assert_eq!(send(&mut svc).await.unwrap().1, key(1), "still served");
+    source.down(false);
+    source.set(2);
+    handle.rotate().await.unwrap();
+    assert_eq!(handle.status().state(), KeyState::Fresh);
+    assert_eq!(send(&mut svc).await.unwrap().1, key(2));
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gateway;
+pub mod health;
 pub mod stand_in;
 
 use std::convert::Infallible;

@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tower::BoxError;
 use tower_service::Service;
 
-use super::state::{is_ours, CloneState, Sent};
+use super::state::{is_ours, CloneState, Replay, Sent};
 use crate::cache::LoadFuture;
 
 /// Puts `$header` on `$req`, keeps what a 401 needs (unless the key is static), and calls
@@ -112,8 +112,7 @@ enum Cold<S: Service<Request<B>>, B> {
         sent: Sent<S, B>,
     },
     Readying {
-        service: S,
-        req: Request<B>,
+        replay: Replay<S, B>,
     },
     Failed {
         error: BoxError,
@@ -296,17 +295,20 @@ where
                     return Poll::Pending;
                 };
                 match sent.into_replay(reloaded) {
-                    Some((service, req)) => **cold = Cold::Readying { service, req },
+                    Some(replay) => **cold = Cold::Readying { replay },
                     None => return Poll::Ready(Ok(Step::Done(response))),
                 }
             }
-            Cold::Readying { mut service, req } => match service.poll_ready(cx) {
+            Cold::Readying { mut replay } => match replay.service.poll_ready(cx) {
                 Poll::Pending => {
-                    **cold = Cold::Readying { service, req };
+                    **cold = Cold::Readying { replay };
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
-                Poll::Ready(Ok(())) => return Poll::Ready(Ok(Step::Replay(service.call(req)))),
+                Poll::Ready(Ok(())) => {
+                    let (mut service, req) = replay.into_parts();
+                    return Poll::Ready(Ok(Step::Replay(service.call(req?))));
+                }
             },
             Cold::Failed { error } => return Poll::Ready(Err(error)),
             Cold::Done => panic!("ResponseFuture polled after completion"),

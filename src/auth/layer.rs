@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::rejection::{Rejection, Rejections};
 use super::scope::Scope;
 use super::service::BearerAuth;
 use super::state::Config;
@@ -55,6 +56,7 @@ impl BearerAuthLayer {
                 scope: Scope::default(),
                 override_existing: false,
                 retry_on_unauthorized: true,
+                rejections: Rejections::STATUS_401,
                 static_key,
                 load: Arc::default(),
             }),
@@ -114,6 +116,43 @@ impl BearerAuthLayer {
     /// reloaded key serves the next request. Wrap such a body in `ReplayableBody` to replay it.
     pub fn retry_on_unauthorized(mut self, yes: bool) -> Self {
         Arc::make_mut(&mut self.config).retry_on_unauthorized = yes;
+        self
+    }
+
+    /// Which responses mean "this key was rejected", and so reload the key and replay the
+    /// request: [`Rejection::Status401`] alone by default. Replaces the set.
+    ///
+    /// For gRPC, `GrpcUnauthenticated` (status 16) is read from the response headers, where a
+    /// trailers-only response carries it; a status that arrives only in the trailers of a
+    /// streamed response is not seen. `Status403` and `GrpcPermissionDenied` are for APIs that
+    /// answer a revoked key that way. With the default set, checking a response is one
+    /// comparison of its status, as before.
+    ///
+    /// ```
+    /// use tower_bearer::{BearerAuthLayer, FileKeySource, Rejection};
+    ///
+    /// // A tonic client: requests are origin form, the server answers UNAUTHENTICATED.
+    /// let layer = BearerAuthLayer::new(FileKeySource::new("/run/secrets/api-key"))
+    ///     .origin("https://grpc.example.com")
+    ///     .rejected_when([Rejection::Status401, Rejection::GrpcUnauthenticated]);
+    /// ```
+    pub fn rejected_when<I: IntoIterator<Item = Rejection>>(mut self, signals: I) -> Self {
+        Arc::make_mut(&mut self.config).rejections = Rejections::of(signals);
+        self
+    }
+
+    /// Where requests in origin form (a path alone, `/pkg.Service/Method`, as a tonic
+    /// `Channel` sends them) go: `scheme://host[:port]`. The host scope and the cleartext rule
+    /// judge them as if they named it: with `https://…` they get the key (if the host is in
+    /// scope); with `http://…`, only for a loopback host. Without an origin, such requests
+    /// are refused with a [`ScopeError`](crate::ScopeError) (unless
+    /// [`allow_insecure_http`](BearerAuthLayer::allow_insecure_http)); with a value that is not
+    /// `scheme://host[:port]`, they are refused saying so. Requests with an absolute URI are
+    /// judged by it, as before.
+    pub fn origin(mut self, uri: impl AsRef<str>) -> Self {
+        Arc::make_mut(&mut self.config)
+            .scope
+            .set_origin(uri.as_ref());
         self
     }
 

@@ -29,11 +29,13 @@
 
 mod future;
 mod layer;
+mod rejection;
 mod scope;
 mod service;
 mod state;
 
 pub use future::ResponseFuture;
 pub use layer::BearerAuthLayer;
+pub use rejection::Rejection;
 pub use scope::ScopeError;
 pub use service::BearerAuth;

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -10,6 +11,7 @@ use tower::BoxError;
 use tower_service::Service;
 
 use super::future::{send_with_key, ResponseFuture};
+use super::scope::LoopbackMemo;
 use super::state::{CloneState, Config};
 use crate::cache::{detached, Current, KeyCache};
 
@@ -26,6 +28,9 @@ struct HeaderCopy {
     /// the traffic, and no key is sent past its expiry. Keys with neither (env, static) pay
     /// nothing.
     due_at: Option<Instant>,
+    /// The key's hard expiry by the wall clock, read per request too: the monotonic clock
+    /// stands still while the host is suspended, an expiry does not.
+    expiry: Option<SystemTime>,
 }
 
 impl HeaderCopy {
@@ -34,6 +39,7 @@ impl HeaderCopy {
         generation: 0,
         header: None,
         due_at: None,
+        expiry: None,
     };
 
     #[inline(always)]
@@ -44,6 +50,11 @@ impl HeaderCopy {
         if let Some(at) = self.due_at {
             if Instant::now() >= at {
                 return None;
+            }
+            if let Some(expiry) = self.expiry {
+                if SystemTime::now() >= expiry {
+                    return None;
+                }
             }
         }
         self.header.as_ref()
@@ -69,6 +80,7 @@ impl HeaderCopy {
         }
         self.epoch = epoch;
         self.due_at = current.usable_until();
+        self.expiry = current.key.expiry();
     }
 }
 
@@ -85,6 +97,8 @@ pub struct BearerAuth<S> {
     inner: S,
     shared: Arc<CloneState<S>>,
     local: HeaderCopy,
+    /// The plain-http loopback authority this clone's scope approved last.
+    loopback: LoopbackMemo,
     /// Requests left before this clone stops borrowing its parent's [`CloneState`] and header and
     /// makes its own; 0 once it has them. A clone made for one request (`clone().oneshot()`)
     /// so costs no allocation; a long-lived one soon stops sharing reference counts.
@@ -100,6 +114,7 @@ impl<S> BearerAuth<S> {
             inner,
             shared: Arc::new(CloneState::new(cache, config)),
             local: HeaderCopy::EMPTY,
+            loopback: LoopbackMemo::default(),
             borrowing: 0,
         }
     }
@@ -150,7 +165,7 @@ where
         {
             return ResponseFuture::sending(self.inner.call(req), None);
         }
-        if let Err(refused) = config.scope.check(&req) {
+        if let Err(refused) = config.scope.check_with(&req, &mut self.loopback) {
             return ResponseFuture::failed(refused.into());
         }
         let epoch = shared.cache.epoch();
@@ -252,6 +267,7 @@ impl<S: Clone> Clone for BearerAuth<S> {
                     generation: current.generation,
                     header: Some(current.key.header_value().clone()),
                     due_at: current.usable_until(),
+                    expiry: current.key.expiry(),
                 };
             }
         }
@@ -261,6 +277,7 @@ impl<S: Clone> Clone for BearerAuth<S> {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
             local,
+            loopback: self.loopback,
             borrowing: BORROW_FOR,
         }
     }

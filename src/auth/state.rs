@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::header::AUTHORIZATION;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 
+use super::rejection::Rejections;
 use super::scope::Scope;
 use crate::cache::{detached, Current, KeyCache, LoadFuture, LoadSettings};
-use crate::event::{KeyEvent, Replay, ReplaySkip, SkipReason};
+use crate::event::{KeyEvent, Replay as Replayed, ReplaySkip, SkipReason};
 use crate::replay::ReplayCopy;
 use crate::KeyError;
 
@@ -18,6 +19,8 @@ pub(crate) struct Config {
     pub(crate) scope: Scope,
     pub(crate) override_existing: bool,
     pub(crate) retry_on_unauthorized: bool,
+    /// Which responses mean the key was rejected.
+    pub(crate) rejections: Rejections,
     /// The source can give no other key ([`KeySource::is_static`](crate::KeySource::is_static)):
     /// a 401 is not the layer's business, and no request is kept for a replay.
     pub(crate) static_key: bool,
@@ -90,6 +93,8 @@ pub(crate) struct Sent<S, B> {
     state: Arc<CloneState<S>>,
     generation: u64,
     copy: Option<ReplayCopy<B>>,
+    /// The layer's, copied here so that checking a response reads the future, not the config.
+    rejections: Rejections,
 }
 
 impl<S, B> Sent<S, B> {
@@ -99,10 +104,12 @@ impl<S, B> Sent<S, B> {
         generation: u64,
         copy: Option<ReplayCopy<B>>,
     ) -> Self {
+        let rejections = state.config.rejections;
         Sent {
             state,
             generation,
             copy,
+            rejections,
         }
     }
 }
@@ -123,7 +130,11 @@ impl<S: Clone, B: 'static> Sent<S, B> {
     pub(super) fn into_replay(
         self,
         reloaded: Result<Arc<Current>, KeyError>,
-    ) -> Option<(S, Request<B>)> {
+    ) -> Option<Replay<S, B>> {
+        if !self.state.config.retry_on_unauthorized {
+            // The reload was for later requests; this one was never to be replayed.
+            return None;
+        }
         let current = match reloaded {
             Ok(current) => current,
             Err(err) => {
@@ -132,9 +143,6 @@ impl<S: Clone, B: 'static> Sent<S, B> {
             }
         };
         let Some(copy) = &self.copy else {
-            if !self.state.config.retry_on_unauthorized {
-                return None;
-            }
             tracing::debug!(
                 "401 not replayed: the request body is of a type that cannot be sent again \
                  (wrap a streaming body in ReplayableBody)"
@@ -158,17 +166,14 @@ impl<S: Clone, B: 'static> Sent<S, B> {
             tracing::debug!("401 not replayed: the request head did not parse back");
             return None;
         };
-        let fingerprint = current.key.fingerprint();
-        tracing::debug!(fingerprint, "replaying after 401");
-        let cache = &self.state.cache;
-        cache.count_replay();
-        let replay = Replay {
-            fingerprint: fingerprint.to_owned(),
-        };
-        cache.emit(&self.state.config.load, &KeyEvent::Replayed(replay));
         copy.headers_mut()
             .insert(AUTHORIZATION, current.key.header_value().clone());
-        Some((service, copy))
+        Some(Replay {
+            service,
+            req: copy,
+            current,
+            state: self.state,
+        })
     }
 
     fn skip<T>(&self, reason: SkipReason) -> Option<T> {
@@ -178,9 +183,42 @@ impl<S: Clone, B: 'static> Sent<S, B> {
     }
 }
 
-/// Whether `response` is the layer's to handle: a 401 to the key it sent (not to the caller's
-/// own header, for which nothing was kept).
+/// A replay waiting for its service to be ready: sent only if its key is still good then.
+pub(crate) struct Replay<S, B> {
+    pub(super) service: S,
+    req: Request<B>,
+    current: Arc<Current>,
+    state: Arc<CloneState<S>>,
+}
+
+impl<S, B> Replay<S, B> {
+    /// The ready service and the request to send with it, counted and reported as replayed;
+    /// an error instead if its key expired while the service was not ready.
+    pub(super) fn into_parts(self) -> (S, Result<Request<B>, KeyError>) {
+        let now = tokio::time::Instant::now();
+        let (cache, settings) = (&self.state.cache, &self.state.config.load);
+        if self.current.is_expired(now) {
+            return (
+                self.service,
+                Err(cache.expired(&self.current, settings, now)),
+            );
+        }
+        let fingerprint = self.current.key.fingerprint();
+        tracing::debug!(fingerprint, "replaying after 401");
+        cache.count_replay();
+        let replayed = Replayed {
+            fingerprint: fingerprint.to_owned(),
+        };
+        cache.emit(settings, &KeyEvent::Replayed(replayed));
+        (self.service, Ok(self.req))
+    }
+}
+
+/// Whether `response` is the layer's to handle: a rejection (401 by default; see
+/// `BearerAuthLayer::rejected_when`) of the key it sent (not of the caller's own header, for
+/// which nothing was kept).
 #[inline(always)]
 pub(crate) fn is_ours<S, B, R>(response: &Response<R>, sent: &Option<Sent<S, B>>) -> bool {
-    response.status() == StatusCode::UNAUTHORIZED && sent.is_some()
+    sent.as_ref()
+        .is_some_and(|sent| sent.rejections.matches(response))
 }

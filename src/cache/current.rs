@@ -70,12 +70,22 @@ impl Current {
         }
     }
 
+    /// Past its refresh point; or expired by the wall clock with no failed load yet (see
+    /// [`is_expired`](Current::is_expired)), which a refresh must follow at once.
     pub(crate) fn is_due(&self, now: Instant) -> bool {
         self.refresh_at.is_some_and(|at| now >= at)
+            || (self.failure.is_none() && self.is_past_expiry_by_the_wall_clock())
     }
 
+    /// At or past the expiry, by either clock: the monotonic clock (which tokio's paused time
+    /// drives, and a wall-clock step cannot move back), or the wall clock, which the monotonic
+    /// one does not follow across a suspend of the host.
     pub(crate) fn is_expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| now >= at)
+        self.expires_at.is_some_and(|at| now >= at) || self.is_past_expiry_by_the_wall_clock()
+    }
+
+    fn is_past_expiry_by_the_wall_clock(&self) -> bool {
+        self.key.expiry().is_some_and(|at| SystemTime::now() >= at)
     }
 
     /// Until when a copy of the header may be sent without asking the cache again: the
@@ -96,7 +106,7 @@ impl Current {
         let when = self
             .key
             .expiry()
-            .map(httpdate::fmt_http_date)
+            .map(crate::timefmt::http_date)
             .unwrap_or_default();
         let fingerprint = self.key.fingerprint();
         match &self.failure {
@@ -139,7 +149,7 @@ pub(crate) fn arrived_expired(key: &ApiKey) -> Option<KeyError> {
         format!(
             "the source returned a key ({}) that expired at {}",
             key.fingerprint(),
-            httpdate::fmt_http_date(expiry)
+            crate::timefmt::http_date(expiry)
         ),
     ))
 }

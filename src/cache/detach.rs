@@ -61,10 +61,13 @@ where
         let inner = self.project().inner;
         match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(poll) => poll,
-            Err(_) => Poll::Ready(Err(KeyError::new(
-                KeyErrorKind::Other,
-                "the key source panicked while loading",
-            ))),
+            Err(payload) => {
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| drop(payload)));
+                Poll::Ready(Err(KeyError::new(
+                    KeyErrorKind::Other,
+                    "the key source panicked while loading",
+                )))
+            }
         }
     }
 }

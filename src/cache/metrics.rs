@@ -11,7 +11,7 @@
 //! | `tower_bearer_expired_total` | counter | `layer` |
 //! | `tower_bearer_consecutive_failures` | gauge | `layer` |
 //! | `tower_bearer_key_loaded_timestamp_seconds` | gauge | `layer` |
-//! | `tower_bearer_key_expiry_timestamp_seconds` | gauge | `layer` (set only for keys with an expiry) |
+//! | `tower_bearer_key_expiry_timestamp_seconds` | gauge | `layer` (`+Inf` for a key with no expiry) |
 //!
 //! Ages are exported as timestamps, as Prometheus advises: the key's age is
 //! `time() - tower_bearer_key_loaded_timestamp_seconds`, its time to expiry
@@ -44,10 +44,10 @@ pub(super) fn load(settings: &LoadSettings, outcome: Result<&ApiKey, &KeyError>)
     if let Ok(key) = outcome {
         metrics::gauge!("tower_bearer_key_loaded_timestamp_seconds", "layer" => layer.clone())
             .set(unix_seconds(SystemTime::now()));
-        if let Some(expiry) = key.expiry() {
-            metrics::gauge!("tower_bearer_key_expiry_timestamp_seconds", "layer" => layer)
-                .set(unix_seconds(expiry));
-        }
+        // +Inf for a key that never expires: an alert on `expiry - time() < 300` stays quiet,
+        // and the expiry of a key no longer in use does not linger.
+        let expiry = key.expiry().map_or(f64::INFINITY, unix_seconds);
+        metrics::gauge!("tower_bearer_key_expiry_timestamp_seconds", "layer" => layer).set(expiry);
     }
 }
 

@@ -8,6 +8,7 @@ mod claim;
 mod current;
 mod detach;
 mod handle;
+mod load;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod report;
@@ -19,7 +20,6 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
@@ -29,11 +29,9 @@ pub(crate) use detach::detached;
 pub use handle::KeyHandle;
 pub use status::{KeyState, KeyStatus};
 
-use crate::event::{KeyEvent, LoadFailure};
+use crate::event::KeyEvent;
 use crate::rotation::{RotationEvent, RotationReason};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
-use current::arrived_expired;
-use detach::CatchUnwind;
 use report::{HookSets, Stats};
 use schedule::{backoff, deadline};
 use timer::TimerSlot;
@@ -50,6 +48,8 @@ pub(crate) struct KeyCache {
     epoch: AtomicU64,
     /// Counts loads started; a load's index is the count before it started.
     started: AtomicU64,
+    /// A load runs without the single-flight lock, whose holder is stuck (`rescue`).
+    rescuing: AtomicBool,
     /// A request holds the [`claim::RefreshClaim`]: others keep using the current key.
     refreshing: AtomicBool,
     flight: tokio::sync::Mutex<Flight>,
@@ -82,6 +82,7 @@ impl KeyCache {
             current: ArcSwapOption::const_empty(),
             epoch: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            rescuing: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
             flight: tokio::sync::Mutex::new(Flight::default()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
@@ -121,7 +122,10 @@ impl KeyCache {
         self: Arc<Self>,
         settings: Arc<LoadSettings>,
     ) -> Result<Arc<Current>, KeyError> {
-        let mut flight = self.flight.lock().await;
+        let mut flight = match self.lock_flight(&settings).await {
+            Ok(flight) => flight,
+            Err(stuck) => return self.rescue(&settings, stuck).await,
+        };
         if let Some(cur) = self.current() {
             return Ok(cur);
         }
@@ -133,9 +137,10 @@ impl KeyCache {
         match self.load_once(&mut flight, &settings).await {
             Ok(key) => Ok(self.install(&mut flight, &settings, key, RotationReason::Initial)),
             Err(err) => {
-                let delay = self.failed(&mut flight, &settings, &err, false);
+                let delay = self.record_failure(&mut flight, &settings, &err);
                 flight.first_retry_at = deadline(Instant::now(), delay);
                 tracing::warn!(error = %err, retry_in = ?delay, "loading the first key failed");
+                self.report_failure(&settings, &err, false, Some(delay));
                 Err(err)
             }
         }
@@ -149,7 +154,15 @@ impl KeyCache {
         self: Arc<Self>,
         settings: Arc<LoadSettings>,
     ) -> Result<Arc<Current>, KeyError> {
-        let mut flight = self.flight.lock().await;
+        let mut flight = match self.lock_flight(&settings).await {
+            Ok(flight) => flight,
+            // The load that holds the lock is stuck: the key there is, if any (a request
+            // checks its expiry), else a load of our own.
+            Err(stuck) => match self.current() {
+                Some(cur) => return Ok(cur),
+                None => return self.rescue(&settings, stuck).await,
+            },
+        };
         let Some(cur) = self.current() else {
             drop(flight);
             return self.clone().load_first(settings).await;
@@ -160,8 +173,7 @@ impl KeyCache {
         match self.load_once(&mut flight, &settings).await {
             Ok(key) => Ok(self.install(&mut flight, &settings, key, RotationReason::Refresh)),
             Err(err) => {
-                let stale = !cur.is_expired(Instant::now());
-                let delay = self.failed(&mut flight, &settings, &err, stale);
+                let delay = self.record_failure(&mut flight, &settings, &err);
                 tracing::warn!(
                     fingerprint = cur.key.fingerprint(),
                     error = %err,
@@ -170,7 +182,10 @@ impl KeyCache {
                 );
                 // Served stale until the key expires at the latest: a request checks that
                 // before it sends (`Current::is_expired`).
-                Ok(self.store(cur.after_failure(deadline(Instant::now(), delay), err)))
+                let now = Instant::now();
+                let kept = self.store(cur.after_failure(deadline(now, delay), err.clone()));
+                self.report_failure(&settings, &err, !kept.is_expired(now), Some(delay));
+                Ok(kept)
             }
         }
     }
@@ -186,7 +201,7 @@ impl KeyCache {
         settings: Arc<LoadSettings>,
     ) -> Result<Arc<Current>, KeyError> {
         let ticket = self.started.load(Ordering::Acquire);
-        let mut flight = self.flight.lock().await;
+        let mut flight = self.lock_flight(&settings).await?;
         let cur = self.current();
         if let Some(cur) = &cur {
             if cur.generation != generation {
@@ -225,14 +240,24 @@ impl KeyCache {
                 Ok(installed)
             }
             Err(err) => {
-                let delay = self.failed(&mut flight, &settings, &err, cur.is_some());
-                flight.rejected_retry_at =
-                    deadline(Instant::now(), delay).map(|at| (generation, at));
+                let delay = self.record_failure(&mut flight, &settings, &err);
+                let now = Instant::now();
+                let retry_at = deadline(now, delay);
+                flight.rejected_retry_at = retry_at.map(|at| (generation, at));
                 tracing::warn!(error = %err, "reloading the rejected key failed");
+                let mut stale = false;
                 if let Some(cur) = &cur {
-                    // Still sent (the server may accept it again), but no longer healthy.
-                    self.store(cur.after_failure(cur.refresh_at, err.clone()));
+                    // Still sent (the server may accept it again), but no longer healthy: a
+                    // load after the backoff, whatever the key's own refresh point, clears it.
+                    let retry_at = match (cur.refresh_at, retry_at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    stale = !self
+                        .store(cur.after_failure(retry_at, err.clone()))
+                        .is_expired(now);
                 }
+                self.report_failure(&settings, &err, stale, Some(delay));
                 Err(err)
             }
         }
@@ -258,73 +283,23 @@ impl KeyCache {
         self: Arc<Self>,
         settings: &LoadSettings,
     ) -> Result<Arc<Current>, KeyError> {
-        let mut flight = self.flight.lock().await;
+        let mut flight = self.lock_flight(settings).await?;
         match self.load_once(&mut flight, settings).await {
             Ok(key) => Ok(self.install(&mut flight, settings, key, RotationReason::Manual)),
             Err(err) => {
-                flight.last_error = Some(err.clone());
-                // Counts for the health (`status`), and so for the backoff of the next load.
-                flight.failures = flight.failures.saturating_add(1);
-                self.count_load(settings, Err(&err), flight.failures);
-                let failure = LoadFailure {
-                    error: err.clone(),
-                    serving_stale: self.current().is_some(),
-                    next_load_in: None,
-                };
-                self.emit(settings, &KeyEvent::LoadFailed(failure));
+                // Counts for the health (`status`), and so for the backoff of the next load;
+                // a manual rotation schedules nothing itself.
+                self.record_failure(&mut flight, settings, &err);
+                let now = Instant::now();
+                let stale = self.current().is_some_and(|cur| {
+                    // The key is still sent, but the status says the source is failing.
+                    self.store(cur.after_failure(cur.refresh_at, err.clone()));
+                    !cur.is_expired(now)
+                });
+                self.report_failure(settings, &err, stale, None);
                 Err(err)
             }
         }
-    }
-
-    /// One load from the source, bounded by the layer's timeout. The caller holds the flight.
-    async fn load_once(
-        &self,
-        flight: &mut Flight,
-        settings: &LoadSettings,
-    ) -> Result<ApiKey, KeyError> {
-        let index = self.started.fetch_add(1, Ordering::AcqRel);
-        let timeout = settings.load_timeout;
-        let load = CatchUnwind::new(self.source.load());
-        let result = match tokio::time::timeout(timeout, load).await {
-            Ok(result) => result,
-            Err(_) => Err(KeyError::new(
-                KeyErrorKind::Timeout,
-                format!("loading the key took longer than {timeout:?}"),
-            )),
-        };
-        flight.last_load = Some(index);
-        tracing::debug!(ok = result.is_ok(), "key source loaded");
-        let key = result?;
-        match arrived_expired(&key) {
-            Some(err) => Err(err),
-            None => Ok(key),
-        }
-    }
-
-    /// Records a failed load and reports it; returns how long until the next may run: the
-    /// backoff, or the store's own `Retry-After` when longer (capped).
-    fn failed(
-        &self,
-        flight: &mut Flight,
-        settings: &LoadSettings,
-        err: &KeyError,
-        serving_stale: bool,
-    ) -> Duration {
-        flight.last_error = Some(err.clone());
-        let asked = err
-            .retry_after()
-            .map_or(Duration::ZERO, |wait| wait.min(KeyError::MAX_RETRY_AFTER));
-        let delay = backoff(flight.failures).max(asked);
-        flight.failures = flight.failures.saturating_add(1);
-        self.count_load(settings, Err(err), flight.failures);
-        let failure = LoadFailure {
-            error: err.clone(),
-            serving_stale,
-            next_load_in: Some(delay),
-        };
-        self.emit(settings, &KeyEvent::LoadFailed(failure));
-        delay
     }
 
     /// Makes `key` current; reports a rotation when the secret changed.
@@ -340,8 +315,12 @@ impl KeyCache {
         let old = self.current();
         let changed = old.as_ref().is_none_or(|o| !o.key.same_secret(&key));
         if changed {
-            flight.failures = 0;
             flight.rejected_retry_at = None;
+        }
+        // A good load ends a run of failures, the same key included; only the same key back
+        // after a 401 keeps counting (`reject`), so its backoff grows.
+        if changed || reason != RotationReason::Rejected {
+            flight.failures = 0;
         }
         let generation = match &old {
             Some(o) if !changed => o.generation,

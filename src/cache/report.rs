@@ -59,7 +59,9 @@ impl KeyCache {
             }
             ran.push(id);
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
-            if outcome.is_err() {
+            if let Err(payload) = outcome {
+                // A payload whose own drop panics must not unwind into the request either.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)));
                 tracing::error!("a key event hook panicked; the layer went on");
             }
         }

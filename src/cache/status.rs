@@ -15,15 +15,18 @@ use crate::KeyError;
 pub enum KeyState {
     /// No key yet, and no load has failed: nothing was asked of the source yet.
     Empty,
-    /// A key is loaded and its last refresh (if any) went well.
+    /// A key is loaded and its last load went well. A key that fell due or expired while no
+    /// request came stays `Fresh` (with [`expires_in`](KeyStatus::expires_in) at zero): the
+    /// next request reloads it. A probe that must know whether that reload works calls
+    /// [`KeyHandle::ready`](crate::KeyHandle::ready), which loads when the key expired.
     Fresh,
     /// A key is served, but the last load failed (a refresh, or the reload after a 401): the
     /// layer keeps sending the key it has, until it expires if it does, and tries again.
     Stale,
     /// No key, and loading one failed: requests fail.
     Failing,
-    /// The key expired and no new one could be loaded: requests fail with
-    /// [`KeyErrorKind::Expired`](crate::KeyErrorKind::Expired).
+    /// The key expired and loading a new one failed: requests fail with
+    /// [`KeyErrorKind::Expired`](crate::KeyErrorKind::Expired) until a load succeeds.
     Expired,
 }
 
@@ -120,7 +123,9 @@ impl KeyCache {
         let state = match &current {
             None if last_error.is_some() => KeyState::Failing,
             None => KeyState::Empty,
-            Some(c) if c.is_expired(now) => KeyState::Expired,
+            // Expired with no failure: no request came since; the next one (or `ready()`)
+            // loads a new key, nothing is known to be wrong.
+            Some(c) if c.is_expired(now) && c.failure.is_some() => KeyState::Expired,
             Some(c) if c.failure.is_some() => KeyState::Stale,
             Some(_) => KeyState::Fresh,
         };

@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use tokio::process::Command;
+use zeroize::Zeroizing;
 
 use crate::{ApiKey, KeyError, KeyErrorKind, KeyFuture, KeySource};
 
@@ -213,18 +214,16 @@ impl CommandKeySource {
             ));
         };
         let timeout = self.timeout;
-        let run = async {
-            let (out, err) = process::read_both(stdout, stderr).await?;
-            let status = child.wait().await.map_err(|e| {
-                KeyError::new(KeyErrorKind::Other, format!("could not be waited for: {e}"))
-            })?;
-            Ok::<_, KeyError>((out, err, status))
-        };
+        // Sized up front so they never move (leaving a copy behind); zeroed on drop.
+        let mut stdout_buf = Zeroizing::new(Vec::with_capacity(process::STDOUT_CAP + 64));
+        let mut stderr_buf = Zeroizing::new(Vec::new());
+        let run = process::run_to_end(&mut child, stdout, stderr, &mut stdout_buf, &mut stderr_buf);
         // Not in the match's scrutinee: the future, which borrows the child, must be gone
         // before the arms reap it.
         let outcome = tokio::time::timeout(timeout, run).await;
-        let (stdout, stderr, status) = match outcome {
-            Ok(Ok(done)) => done,
+        let (stdout, stderr) = (&stdout_buf, &stderr_buf);
+        let status = match outcome {
+            Ok(Ok(status)) => status,
             Ok(Err(err)) => {
                 process::reap(&mut child).await;
                 return Err(err);
@@ -239,29 +238,38 @@ impl CommandKeySource {
         };
         if !status.success() {
             let quote = self
-                .quote(&stderr)
+                .quote(stderr)
                 .map_or(String::new(), |q| format!(" (stderr: {q})"));
             return Err(KeyError::new(
                 KeyErrorKind::Unavailable,
                 format!("{}{quote}", process::failure(status)),
             ));
         }
-        output::parse(&stdout, SystemTime::now(), self.refresh_after).map_err(|err| {
-            match (err.kind(), self.quote(&stderr)) {
-                (KeyErrorKind::Missing, Some(q)) if err.cause().starts_with("printed nothing") => {
-                    KeyError::new(
-                        KeyErrorKind::Missing,
-                        format!("{} (stderr: {q})", err.cause()),
-                    )
-                }
-                _ => err,
+        output::parse(stdout, SystemTime::now(), self.refresh_after).map_err(|err| {
+            let printed_nothing =
+                err.kind() == KeyErrorKind::Missing && err.cause().starts_with("printed nothing");
+            // A helper that succeeded but printed nothing may have put its token on stderr by
+            // mistake: a stderr that reads as one would be a valid key is not quoted.
+            let quote = match printed_nothing && !looks_like_a_key(stderr) {
+                true => self.quote(stderr),
+                false => None,
+            };
+            match quote {
+                Some(q) => KeyError::new(
+                    KeyErrorKind::Missing,
+                    format!("{} (stderr: {q})", err.cause()),
+                ),
+                None => err,
             }
         })
     }
 
-    /// The quote of `stderr` an error may carry.
+    /// The quote of `stderr` an error may carry, with the values given by `env` and `arg`
+    /// taken out (either may be a secret the helper echoes).
     fn quote(&self, stderr: &[u8]) -> Option<String> {
-        let secrets: Vec<&str> = self.envs.iter().filter_map(|(_, v)| v.to_str()).collect();
+        let envs = self.envs.iter().filter_map(|(_, v)| v.to_str());
+        let args = self.args.iter().filter_map(|a| a.to_str());
+        let secrets: Vec<&str> = envs.chain(args).collect();
         stderr::excerpt(stderr, &secrets)
     }
 }
@@ -288,4 +296,11 @@ impl fmt::Debug for CommandKeySource {
             .field("refresh_after", &self.refresh_after)
             .finish()
     }
+}
+
+/// Whether any line of `stderr` would pass as a key on its own (one word of visible ASCII).
+fn looks_like_a_key(stderr: &[u8]) -> bool {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .any(|line| ApiKey::new(line.trim()).is_ok())
 }

@@ -7,7 +7,7 @@ mod examples_support;
 pub mod logs;
 pub mod sources;
 
-pub use examples_support::{gateway, serve, stand_in};
+pub use examples_support::{gateway, health, serve, stand_in};
 
 use std::convert::Infallible;
 use std::future::Future;

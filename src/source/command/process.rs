@@ -21,44 +21,98 @@ const STDERR_CAP: usize = 16 * 1024;
 /// How long to wait for a killed helper to be reaped before leaving it to tokio's reaper.
 const REAP_WAIT: Duration = Duration::from_secs(2);
 
+/// How long the pipes are read after the helper exited: what it printed is in the pipe by
+/// then, but a process it started in the background (an agent, a cache daemon) may hold them
+/// open for ever.
+const AFTER_EXIT: Duration = Duration::from_millis(250);
+
 /// Reads stdout and stderr side by side (a helper blocked on one full pipe would never close
-/// the other); stops at once when stdout fails.
-pub(super) async fn read_both(
+/// the other) into `out` and `err` while waiting for the helper to exit; stops at once when
+/// stdout fails. After the exit, the pipes get [`AFTER_EXIT`] to reach their end, then what
+/// was read is what the helper printed. The caller kills and reaps the helper on an error.
+pub(super) async fn run_to_end(
+    child: &mut Child,
     stdout: impl AsyncRead + Unpin,
     stderr: impl AsyncRead + Unpin,
-) -> Result<(Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>), KeyError> {
-    let mut out = std::pin::pin!(read_stdout(stdout));
-    let mut err = std::pin::pin!(read_stderr(stderr));
-    let (mut out_done, mut err_done) = (None, None);
-    std::future::poll_fn(|cx| {
-        if out_done.is_none() {
-            if let Poll::Ready(read) = out.as_mut().poll(cx) {
-                out_done = Some(read?);
+    out: &mut Zeroizing<Vec<u8>>,
+    err: &mut Zeroizing<Vec<u8>>,
+) -> Result<ExitStatus, KeyError> {
+    let reads = async {
+        let mut stdout = std::pin::pin!(read_stdout(stdout, out));
+        let mut stderr = std::pin::pin!(read_stderr(stderr, err));
+        let (mut out_done, mut err_done) = (None, false);
+        std::future::poll_fn(|cx| {
+            if out_done.is_none() {
+                if let Poll::Ready(read) = stdout.as_mut().poll(cx) {
+                    out_done = Some(read);
+                }
             }
-        }
-        if err_done.is_none() {
-            if let Poll::Ready(read) = err.as_mut().poll(cx) {
-                err_done = Some(read);
+            if !err_done {
+                err_done = stderr.as_mut().poll(cx).is_ready();
             }
-        }
-        match (out_done.take(), err_done.take()) {
-            (Some(out), Some(err)) => Poll::Ready(Ok((out, err))),
-            (out, err) => {
-                (out_done, err_done) = (out, err);
-                Poll::Pending
+            match out_done.take() {
+                Some(Err(e)) => Poll::Ready(Err(e)),
+                Some(Ok(())) if err_done => Poll::Ready(Ok(())),
+                other => {
+                    out_done = other;
+                    Poll::Pending
+                }
             }
+        })
+        .await
+    };
+    let mut reads = std::pin::pin!(reads);
+    let mut read = None;
+    let exit = {
+        let mut wait = std::pin::pin!(child.wait());
+        std::future::poll_fn(|cx| {
+            if read.is_none() {
+                if let Poll::Ready(done) = reads.as_mut().poll(cx) {
+                    read = Some(done);
+                }
+            }
+            if matches!(read, Some(Err(_))) {
+                return Poll::Ready(None);
+            }
+            wait.as_mut().poll(cx).map(Some)
+        })
+        .await
+    };
+    let status = match exit {
+        None => return Err(read.and_then(Result::err).expect("stdout failed")),
+        Some(Err(e)) => {
+            return Err(KeyError::new(
+                KeyErrorKind::Other,
+                format!("could not be waited for: {e}"),
+            ))
         }
-    })
-    .await
+        Some(Ok(status)) => status,
+    };
+    let read = match read {
+        Some(done) => done,
+        None => match tokio::time::timeout(AFTER_EXIT, reads.as_mut()).await {
+            Ok(done) => done,
+            Err(_) => {
+                tracing::debug!(
+                    "the credential helper exited, but a process it started keeps its output \
+                     open; using what it printed"
+                );
+                Ok(())
+            }
+        },
+    };
+    read.map(|()| status)
 }
 
 /// Reads stdout to its end, refusing more than [`STDOUT_CAP`] bytes. The buffer is zeroed on
 /// drop, and sized up front so it never moves (leaving a copy behind).
-async fn read_stdout(stdout: impl AsyncRead + Unpin) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(STDOUT_CAP + 64));
+async fn read_stdout(
+    stdout: impl AsyncRead + Unpin,
+    buf: &mut Zeroizing<Vec<u8>>,
+) -> Result<(), KeyError> {
     stdout
         .take(STDOUT_CAP as u64 + 1)
-        .read_to_end(&mut buf)
+        .read_to_end(buf)
         .await
         .map_err(|e| {
             KeyError::new(
@@ -72,21 +126,16 @@ async fn read_stdout(stdout: impl AsyncRead + Unpin) -> Result<Zeroizing<Vec<u8>
             format!("printed more than {STDOUT_CAP} bytes; a credential helper prints one token"),
         ));
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// Reads stderr to its end, keeping the first [`STDERR_CAP`] bytes. A read error ends it.
-async fn read_stderr(mut stderr: impl AsyncRead + Unpin) -> Zeroizing<Vec<u8>> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(STDERR_CAP + 64));
-    let kept = (&mut stderr)
-        .take(STDERR_CAP as u64)
-        .read_to_end(&mut buf)
-        .await;
+async fn read_stderr(mut stderr: impl AsyncRead + Unpin, buf: &mut Zeroizing<Vec<u8>>) {
+    let kept = (&mut stderr).take(STDERR_CAP as u64).read_to_end(buf).await;
     if kept.is_ok() {
         let mut rest = [0u8; 4096];
         while let Ok(1..) = stderr.read(&mut rest).await {}
     }
-    buf
 }
 
 /// Kills the helper and waits (a little) for it to be reaped; past that, dropping the child

@@ -77,6 +77,7 @@ async fn a_429_retry_after_is_honoured() {
     no_secret(err, &[OLD, bao.root_token()]);
     assert!(failure.serving_stale());
     assert!(failure.next_load_in().unwrap() >= Duration::from_secs(said));
+    assert_eq!(handle.status().state(), KeyState::Stale);
     assert!(api
         .seen()
         .iter()

@@ -46,8 +46,8 @@ async fn a_429_retry_after_is_honoured() {
     let api = Api::new(&[OLD]);
     let (client, handle, events) = layered(source, &api);
     bao.rate_limit_headers(true).await;
-    // One read per 4 s: the first load takes it, the first refresh (after ~1 s) is refused.
-    bao.rate_limit("kv", json!({ "path": "kv/", "rate": 1, "interval": "4s" }))
+    // One read per 6 s: the first load takes it, the first refresh (after ~1 s) is refused.
+    bao.rate_limit("kv", json!({ "path": "kv/", "rate": 1, "interval": "6s" }))
         .await;
     assert_eq!(send(&client).await, Ok(200));
     let traffic = Traffic::start(&client, Duration::from_millis(20));
@@ -61,7 +61,10 @@ async fn a_429_retry_after_is_honoured() {
         .find(|h| h.status == 429)
         .unwrap();
     let said: u64 = refused.retry_after.as_deref().unwrap().parse().unwrap();
-    assert!(said >= 1, "OpenBao asks to wait {said} s");
+    assert!(
+        said >= 2,
+        "OpenBao asks to wait {said} s, more than the 0.5 s backoff"
+    );
     assert_eq!(err.retry_after(), Some(Duration::from_secs(said)));
     assert_eq!(err.kind(), KeyErrorKind::Unavailable);
     assert!(err.is_transient());
@@ -156,9 +159,11 @@ async fn a_401_storm_against_a_rate_limited_store_is_no_read_storm() {
 
     bao.remove_rate_limit("kv").await;
     events.until(WITHIN, |e| e.rotations().len() >= 2).await;
-    assert_eq!(
-        events.rotations().pop().unwrap().reason(),
-        RotationReason::Rejected
+    // The next 401 reloads, or the retry the failed reload scheduled does: either heals.
+    let reason = events.rotations().pop().unwrap().reason();
+    assert!(
+        matches!(reason, RotationReason::Rejected | RotationReason::Refresh),
+        "{reason:?}"
     );
     drop(traffic);
     assert_eq!(send(&client).await, Ok(200));

@@ -118,9 +118,9 @@ async fn deleted_destroyed_and_missing_give_clear_errors() {
     no_secret(&err, &secrets);
 }
 
-/// A token from an AppRole login with a 10 s TTL: the key's refresh hint stops at the token's
-/// renewal point, and a load within the renewal margin renews the same token with
-/// `renew-self` (its TTL back up, no new login).
+/// A token from an AppRole login with a 20 s TTL, renewed within 10 s of its end: the key's
+/// refresh hint stops at the token's renewal point, and a load within the renewal margin
+/// renews the same token with `renew-self` (its TTL back up, no new login).
 #[tokio::test]
 #[ignore = "needs OpenBao: BAO_BIN=$(.ci/install-openbao)"]
 async fn a_short_lived_token_is_renewed_with_renew_self() {
@@ -128,7 +128,7 @@ async fn a_short_lived_token_is_renewed_with_renew_self() {
     let s = approle_setup(
         bao,
         "app",
-        json!({ "secret_id_num_uses": 10, "token_ttl": "10s", "token_max_ttl": "1h" }),
+        json!({ "secret_id_num_uses": 10, "token_ttl": "20s", "token_max_ttl": "1h" }),
     )
     .await;
     let secret_id = bao.secret_id(&s.role).await;
@@ -140,14 +140,14 @@ async fn a_short_lived_token_is_renewed_with_renew_self() {
         .kv_version(1)
         .path("app")
         .field("api_key")
-        .renew_token_within(Duration::from_secs(5))
+        .renew_token_within(Duration::from_secs(10))
         .timeout(TIMEOUT)
         .build()
         .unwrap();
     let key = source.load().await.unwrap();
     let hint = key.refresh_hint().unwrap();
     assert!(
-        hint <= Duration::from_secs(5) && hint >= Duration::from_secs(4),
+        hint <= Duration::from_secs(10) && hint >= Duration::from_secs(9),
         "the key is read again by the token's renewal point: {hint:?}"
     );
     let accessors = bao.role_token_accessors(&s.role).await;
@@ -157,12 +157,13 @@ async fn a_short_lived_token_is_renewed_with_renew_self() {
     let before = bao.lookup_accessor(accessor).await.unwrap();
     assert!(before["last_renewal_time"].is_null() || before["last_renewal_time"] == 0);
 
-    // Into the renewal margin (less than 5 s left). The server counts from its issue time,
-    // the source from the login's answer, a few ms later: a second of slack.
+    // Into the renewal margin (less than 10 s left) and well before the source would log in
+    // again instead (2 s left). The server counts from its issue time, the source from the
+    // login's answer, a few ms later: a second of slack.
     poll_until(
-        "the token's TTL under 4 s",
+        "the token's TTL under 9 s",
         Duration::from_secs(30),
-        || async { matches!(bao.lookup_accessor(accessor).await.map(ttl), Some(t) if t <= 3) },
+        || async { matches!(bao.lookup_accessor(accessor).await.map(ttl), Some(t) if t <= 8) },
     )
     .await;
     let key = source.load().await.unwrap();
@@ -171,7 +172,7 @@ async fn a_short_lived_token_is_renewed_with_renew_self() {
         .lookup_accessor(accessor)
         .await
         .expect("the same token lives");
-    assert!(ttl(after.clone()) >= 8, "renewed to its 10 s TTL: {after}");
+    assert!(ttl(after.clone()) >= 18, "renewed to its 20 s TTL: {after}");
     assert!(
         after["last_renewal_time"].as_i64().unwrap_or(0) > 0,
         "{after}"

@@ -354,10 +354,15 @@ async fn rate_limited(bao: &OpenBao, proxy: &Proxy, api: &Api, fleet: &[Instance
     for (waited, _, token) in &healed {
         // Backoff windows of at least 0.4 s, doubling: k reads take 0.4 * (2^(k-1) - 1) s.
         let bound = 1 + (1.0 + waited.as_secs_f64() / 0.4).log2().floor() as usize;
-        let reads = counts.get(token).copied().unwrap_or(0);
+        let mine: Vec<_> = reads
+            .iter()
+            .filter(|h| h.token == *token)
+            .map(|h| (h.at - from, h.status))
+            .collect();
         assert!(
-            reads <= bound,
-            "{reads} reads in {waited:?}: more than {bound}"
+            mine.len() <= bound,
+            "{} reads in {waited:?}, more than {bound}: {mine:?}",
+            mine.len()
         );
     }
     assert!(

@@ -1,6 +1,6 @@
 //! Tower middleware that puts `Authorization: Bearer <key>` on every request, with the key from
 //! a source you choose (an environment variable, a file, a credential helper program, HashiCorp
-//! Vault, a chain of them, your own), kept fresh, rotated when the server rejects it, and never
+//! Vault, an OAuth2 token endpoint, a chain of them, your own), kept fresh, rotated when the server rejects it, and never
 //! leaked.
 //!
 //! ```no_run
@@ -81,6 +81,7 @@
 //! | `file`  | yes     | [`FileKeySource`] |
 //! | `command` | yes   | [`CommandKeySource`]: a credential helper program (plain text, Kubernetes `ExecCredential` or OAuth2 token JSON); enables tokio's `process` and `io-util` |
 //! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
+//! | `oauth2` | no     | `OAuth2ClientCredentials` (an OAuth2 access token by the client-credentials grant; the same HTTPS transport as `vault`) |
 //! | `metrics` | no    | the key's health through the `metrics` facade: loads, rotations, replays, expiries, failures in a row, when the key was loaded and when it expires |
 //! | `full`  | no      | all of the above |
 //!
@@ -125,6 +126,9 @@ pub use source::EnvKeySource;
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use source::FileKeySource;
 pub use source::{KeyFuture, KeySource, KeySourceChain, StaticKey};
+#[cfg(feature = "oauth2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
+pub use source::{OAuth2ClientAuth, OAuth2ClientCredentials, OAuth2ClientCredentialsBuilder};
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use source::{VaultKeySource, VaultKeySourceBuilder};

@@ -19,7 +19,7 @@ pub(crate) fn normalize_host(host: &str) -> &str {
 }
 
 /// 127.0.0.0/8, `::1` (and `::ffff:127.x`), and `localhost`, in any spelling a URI allows.
-#[cfg(any(feature = "vault", test))]
+#[cfg(any(feature = "vault", feature = "oauth2", test))]
 pub(crate) fn is_loopback(host: &str) -> bool {
     is_loopback_normalized(normalize_host(host))
 }

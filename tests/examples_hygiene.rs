@@ -21,6 +21,7 @@ fn no_example_prints_a_raw_error_body() {
         "vault.rs",
         "axum_gateway.rs",
         "credential_helper.rs",
+        "oauth2_client_credentials.rs",
     ] {
         let source = example(name);
         for raw in ["api.body()", "api_error.body()", ".body())"] {

@@ -34,6 +34,11 @@ mod env;
 #[cfg(feature = "file")]
 mod file;
 mod fixed;
+// The HTTPS transport the network sources share.
+#[cfg(any(feature = "vault", feature = "oauth2"))]
+mod https;
+#[cfg(feature = "oauth2")]
+mod oauth2;
 // `pub(crate)`: `crate::fuzzing` reaches the parsers of `vault::response`.
 #[cfg(feature = "vault")]
 pub(crate) mod vault;
@@ -49,6 +54,9 @@ pub use env::EnvKeySource;
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{FileKeySource, DEFAULT_FILE_REFRESH};
 pub use fixed::StaticKey;
+#[cfg(feature = "oauth2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
+pub use oauth2::{OAuth2ClientAuth, OAuth2ClientCredentials, OAuth2ClientCredentialsBuilder};
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use vault::{VaultKeySource, VaultKeySourceBuilder};

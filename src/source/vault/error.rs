@@ -5,13 +5,12 @@
 //!
 //! A `Retry-After` on a 429 or a 503 (Vault sends one on a rate-limit quota's 429 when
 //! `sys/quotas/config` has `enable_rate_limit_response_headers`) becomes
-//! [`KeyError::with_retry_after`], read with the crate's own parser (seconds or an HTTP date):
-//! the layer then waits at least that long before it loads again.
+//! [`KeyError::with_retry_after`], read with the crate's own parser (seconds or an HTTP date,
+//! `Reply::retry_after_wait`): the layer then waits at least that long before it loads again.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use http::header::RETRY_AFTER;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::StatusCode;
 
 use super::response::{vault_messages, KvError};
 use super::transport::{Reply, TransportError};
@@ -51,7 +50,7 @@ pub(crate) fn status_error(step: Step<'_>, reply: &Reply) -> KeyError {
     let said = vault_messages(&reply.body).join("; ");
     let login = matches!(step, Step::Login(..));
     let wait = match status.as_u16() {
-        429 | 503 => retry_after(reply),
+        429 | 503 => reply.retry_after_wait(),
         _ => None,
     };
     let (kind, what, hint) = match status.as_u16() {
@@ -114,15 +113,6 @@ pub(crate) fn status_error(step: Step<'_>, reply: &Reply) -> KeyError {
         Some(wait) => error.with_retry_after(wait),
         None => error,
     }
-}
-
-/// The wait a reply's `Retry-After` asks for, read as the retry layer reads it (seconds,
-/// integer or decimal, or an HTTP date); `None` when absent, unreadable or already past.
-fn retry_after(reply: &Reply) -> Option<Duration> {
-    let value = HeaderValue::from_str(reply.retry_after.as_deref()?).ok()?;
-    let mut headers = HeaderMap::with_capacity(1);
-    headers.insert(RETRY_AFTER, value);
-    crate::retry::parse_retry_after(&headers, SystemTime::now())
 }
 
 /// `3 s`, `1.5 s`.
@@ -212,7 +202,7 @@ mod tests {
         assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
         assert!(e.to_string().contains("wait 1.5 s"), "{e}");
 
-        let later = SystemTime::now() + Duration::from_secs(120);
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
         let e = status_error(
             read,
             &reply_after(429, "{}", &httpdate::fmt_http_date(later)),

@@ -18,8 +18,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The modules: `builder` (configuration), `env` (the Vault CLI's variables), `transport` (hyper-util over
-//! rustls, redirects, body cap), `auth` (token, AppRole, Kubernetes, renew-self), `response`
+//! The modules: `builder` (configuration), `env` (the Vault CLI's variables), `transport` (Vault's
+//! headers over the shared HTTPS transport, `crate::source::https`: hyper-util over rustls,
+//! redirects, body cap), `auth` (token, AppRole, Kubernetes, renew-self), `response`
 //! (pure JSON parsing), `error` (answers to [`KeyError`]s).
 //!
 //! Tested against a real OpenBao dev server (`tests/openbao/`) and against the responses

@@ -10,7 +10,7 @@ use super::{config, AuthChoice, VaultKeySourceBuilder};
 use crate::source::vault::auth::{
     Auth, AuthMethod, Credential, TokenUrls, DEFAULT_KUBERNETES_JWT_PATH,
 };
-use crate::source::vault::transport::{cleartext_refusal, Endpoint, Origin, Transport};
+use crate::source::vault::transport::{cleartext_refusal, Endpoint, Origin, Transport, VAULT};
 use crate::source::vault::{Inner, VaultKeySource};
 use crate::KeyError;
 
@@ -120,6 +120,7 @@ impl VaultKeySourceBuilder {
         };
 
         let transport = Transport::new(
+            &VAULT,
             self.timeout,
             self.allow_insecure_http,
             self.ca_cert.as_deref(),

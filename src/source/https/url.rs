@@ -1,9 +1,9 @@
-//! Which URLs may carry the token: the clear-text rule, redirect targets, origins.
+//! Which URLs may carry a credential: the clear-text rule, redirect targets, origins.
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
 
-use super::TransportError;
+use super::{Peer, TransportError};
 use crate::net::is_loopback;
 
 /// An origin a redirect may go to: scheme, lowercased host, port.
@@ -26,9 +26,13 @@ impl Origin {
     }
 }
 
-/// Why `url` must not carry the token, or `None` when it may: https always; plain http only
-/// to loopback unless allowed.
-pub(crate) fn cleartext_refusal(url: &Uri, allow_insecure_http: bool) -> Option<String> {
+/// Why `url` must not carry `peer`'s credential, or `None` when it may: https always; plain
+/// http only to loopback unless allowed.
+pub(crate) fn cleartext_refusal(
+    url: &Uri,
+    allow_insecure_http: bool,
+    peer: &Peer,
+) -> Option<String> {
     match url.scheme_str() {
         Some("https") => None,
         Some("http") => {
@@ -37,8 +41,9 @@ pub(crate) fn cleartext_refusal(url: &Uri, allow_insecure_http: bool) -> Option<
                 None
             } else {
                 Some(format!(
-                    "plain http:// to {host}, which is not loopback, would send the Vault token \
-                     in clear text; use https:// or allow_insecure_http(true)"
+                    "plain http:// to {host}, which is not loopback, would send {} in clear \
+                     text; use https:// or allow_insecure_http(true)",
+                    peer.credential
                 ))
             }
         }
@@ -52,8 +57,9 @@ pub(crate) fn cleartext_refusal(url: &Uri, allow_insecure_http: bool) -> Option<
 pub(super) fn redirect_target(
     from: &Uri,
     location: Option<&HeaderValue>,
+    peer: &Peer,
 ) -> Result<Uri, TransportError> {
-    let bad = |why: &str| TransportError::Redirect(format!("a redirect from Vault {why}"));
+    let bad = |why: &str| TransportError::Redirect(format!("a redirect from {} {why}", peer.name));
     let location = location
         .ok_or_else(|| bad("has no Location header"))?
         .to_str()

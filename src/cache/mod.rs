@@ -187,7 +187,14 @@ impl KeyCache {
                 // Served stale until the key expires at the latest: a request checks that
                 // before it sends (`Current::is_expired`).
                 let now = Instant::now();
-                let kept = self.store(cur.after_failure(deadline(now, delay), err.clone()));
+                let retry_at = deadline(now, delay);
+                // A 401 with this key waits for the same window: one load per window.
+                if let Some((gen, _)) = flight.rejected_retry_at {
+                    if gen == cur.generation {
+                        flight.rejected_retry_at = retry_at.map(|at| (gen, at));
+                    }
+                }
+                let kept = self.store(cur.after_failure(retry_at, err.clone()));
                 self.report_failure(&settings, &err, !kept.is_expired(now), Some(delay));
                 Ok(kept)
             }
@@ -257,10 +264,11 @@ impl KeyCache {
                 let mut stale = false;
                 if let Some(cur) = &cur {
                     // Still sent (the server may accept it again), but no longer healthy: a
-                    // load after the backoff, whatever the key's own refresh point, clears it.
-                    let retry_at = match (cur.refresh_at, retry_at) {
+                    // load after the backoff clears it, or at the key's own refresh point if
+                    // that comes first (one already past would skip the backoff).
+                    let retry_at = match (cur.refresh_at.filter(|a| *a > now), retry_at) {
                         (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
+                        (a, b) => b.or(a),
                     };
                     stale = !self
                         .store(cur.after_failure(retry_at, err.clone()))

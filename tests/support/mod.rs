@@ -63,6 +63,9 @@ impl std::fmt::Display for InnerFailure {
 
 impl std::error::Error for InnerFailure {}
 
+/// The plain-http client of [`client`] for `Full<Bytes>` bodies.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
 /// A plain-http hyper-util client for request bodies of type `B`.
 pub fn client<B>() -> Client<HttpConnector, B>
 where

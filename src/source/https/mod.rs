@@ -90,7 +90,6 @@ pub(crate) struct Reply {
 impl Reply {
     /// How long the server asked to wait, from [`retry_after`](Reply::retry_after) (seconds or
     /// an HTTP date, read by [`parse_retry_after`](crate::retry::parse_retry_after)).
-    #[cfg_attr(not(feature = "oauth2"), allow(dead_code))] // `KeyError::with_retry_after`
     pub(crate) fn retry_after_wait(&self) -> Option<Duration> {
         let text = self.retry_after.as_deref()?;
         let mut headers = HeaderMap::new();

@@ -2,6 +2,13 @@
 //! step failed (reading the secret, logging in, renewing the token) and why, with Vault's own
 //! `errors` strings where it sent some. Origins (address, mount, path, field) are added by the
 //! caller; nothing here ever sees a token or a secret value.
+//!
+//! A `Retry-After` on a 429 or a 503 (Vault sends one on a rate-limit quota's 429 when
+//! `sys/quotas/config` has `enable_rate_limit_response_headers`) becomes
+//! [`KeyError::with_retry_after`], read with the crate's own parser (seconds or an HTTP date,
+//! `Reply::retry_after_wait`): the layer then waits at least that long before it loads again.
+
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -42,6 +49,10 @@ pub(crate) fn status_error(step: Step<'_>, reply: &Reply) -> KeyError {
     let status = reply.status;
     let said = vault_messages(&reply.body).join("; ");
     let login = matches!(step, Step::Login(..));
+    let wait = match status.as_u16() {
+        429 | 503 => reply.retry_after_wait(),
+        _ => None,
+    };
     let (kind, what, hint) = match status.as_u16() {
         400 if login => (KeyErrorKind::Denied, "login refused", None),
         400 => (KeyErrorKind::Other, "bad request", None),
@@ -66,16 +77,21 @@ pub(crate) fn status_error(step: Step<'_>, reply: &Reply) -> KeyError {
             Some("a standby node is not yet up to date; try again".to_owned()),
         ),
         429 => {
-            let hint = reply
-                .retry_after
-                .as_ref()
-                .map(|a| format!("retry after {a}"));
+            let hint = match (wait, &reply.retry_after) {
+                (Some(wait), _) => Some(format!("Vault asks to wait {}", show_wait(wait))),
+                (None, Some(_)) => Some("its Retry-After gives no wait to keep".to_owned()),
+                (None, None) => None,
+            };
             (KeyErrorKind::Unavailable, "rate limited", hint)
         }
         503 => {
-            let hint = said
+            let mut hint = said
                 .is_empty()
                 .then(|| "sealed, a standby with no active node, or in maintenance".to_owned());
+            if let Some(wait) = wait {
+                let asks = format!("Vault asks to wait {}", show_wait(wait));
+                hint = Some(hint.map_or(asks.clone(), |h| format!("{h}; {asks}")));
+            }
             (KeyErrorKind::Unavailable, "service unavailable", hint)
         }
         500..=599 => (KeyErrorKind::Unavailable, "server error", None),
@@ -92,7 +108,21 @@ pub(crate) fn status_error(step: Step<'_>, reply: &Reply) -> KeyError {
         cause.push_str(&hint);
     }
     cause.push(')');
-    KeyError::new(kind, cause)
+    let error = KeyError::new(kind, cause);
+    match wait {
+        Some(wait) => error.with_retry_after(wait),
+        None => error,
+    }
+}
+
+/// `3 s`, `1.5 s`.
+fn show_wait(wait: Duration) -> String {
+    let secs = wait.as_secs_f64();
+    if secs.fract() == 0.0 {
+        format!("{secs:.0} s")
+    } else {
+        format!("{secs:.1} s")
+    }
 }
 
 /// The error for a request to `step` that got no usable answer.
@@ -145,6 +175,70 @@ mod tests {
             retry_after: None,
             body: zeroize::Zeroizing::new(body.as_bytes().to_vec()),
         }
+    }
+
+    fn reply_after(status: u16, body: &'static str, retry_after: &str) -> Reply {
+        Reply {
+            retry_after: Some(retry_after.to_owned()),
+            ..reply(status, body)
+        }
+    }
+
+    /// OpenBao's rate-limit quota answers `Retry-After: 3` (seconds) when
+    /// `enable_rate_limit_response_headers` is on; an HTTP date is read too.
+    #[test]
+    fn retry_after_on_429_and_503() {
+        let read = Step::Read("kv/data/a");
+        let quota = r#"{"errors":["request path \"kv/data/a\": rate limit quota exceeded"]}"#;
+        let e = status_error(read, &reply_after(429, quota, "3"));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(e.kind(), KeyErrorKind::Unavailable);
+        assert_eq!(
+            e.to_string(),
+            "reading kv/data/a: rate limited: request path \"kv/data/a\": rate limit quota \
+             exceeded (HTTP 429; Vault asks to wait 3 s)"
+        );
+        let e = status_error(read, &reply_after(429, "{}", "1.5"));
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
+        assert!(e.to_string().contains("wait 1.5 s"), "{e}");
+
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let e = status_error(
+            read,
+            &reply_after(429, "{}", &httpdate::fmt_http_date(later)),
+        );
+        let wait = e.retry_after().expect("an HTTP date is read");
+        assert!(
+            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+
+        let sealed = r#"{"errors":["Vault is sealed"]}"#;
+        let e = status_error(read, &reply_after(503, sealed, "10"));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            e.to_string(),
+            "reading kv/data/a: service unavailable: Vault is sealed \
+             (HTTP 503; Vault asks to wait 10 s)"
+        );
+    }
+
+    #[test]
+    fn no_usable_retry_after() {
+        let read = Step::Read("kv/data/a");
+        let e = status_error(read, &reply(429, "{}"));
+        assert_eq!(e.retry_after(), None);
+        assert_eq!(e.to_string(), "reading kv/data/a: rate limited (HTTP 429)");
+        for garbage in ["soon", "-1", "1e3", "Sat, 01 Jan 2000 00:00:00 GMT"] {
+            let e = status_error(read, &reply_after(429, "{}", garbage));
+            assert_eq!(e.retry_after(), None, "{garbage}");
+            assert!(e.to_string().contains("gives no wait to keep"), "{e}");
+            assert!(!e.to_string().contains(garbage), "{e}");
+        }
+        // Only 429 and 503 carry a wait: a 403's Retry-After means nothing.
+        let e = status_error(read, &reply_after(403, "{}", "5"));
+        assert_eq!(e.retry_after(), None);
+        assert_eq!(status_error(read, &reply(503, "{}")).retry_after(), None);
     }
 
     #[test]

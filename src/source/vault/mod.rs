@@ -8,7 +8,7 @@
 //! // GET https://vault.example.com:8200/v1/secret/data/azerion, field "api_key" of the latest version
 //! let source = VaultKeySource::builder()
 //!     .address("https://vault.example.com:8200")
-//!     .token("hvs.EXAMPLE") // or .approle_secret_id_file(..), .kubernetes(..)
+//!     .token("hvs.EXAMPLE") // or .token_file(..), .approle_secret_id_file(..), .kubernetes(..)
 //!     .mount("secret")
 //!     .path("azerion")
 //!     .field("api_key")
@@ -23,7 +23,7 @@
 //! redirects, body cap), `auth` (token, AppRole, Kubernetes, renew-self), `response`
 //! (pure JSON parsing), `error` (answers to [`KeyError`]s).
 //!
-//! Tested against a real OpenBao dev server (`tests/openbao.rs`) and against the responses
+//! Tested against a real OpenBao dev server (`tests/openbao/`) and against the responses
 //! Vault's API docs print, served byte for byte by a fixture server on loopback
 //! (`tests/support/vault_server.rs`).
 
@@ -47,7 +47,7 @@ mod transport;
 
 pub use builder::VaultKeySourceBuilder;
 
-use auth::{Auth, Check, Token, MAX_LEASE};
+use auth::{Auth, Check, Credential, Token, MAX_LEASE};
 use error::{kv_error, status_error, transport_error, Step};
 pub(crate) use response::{parse_kv_response, KvError};
 use transport::Endpoint;
@@ -86,6 +86,9 @@ const MIN_REFRESH: Duration = Duration::from_secs(5);
 ///   the latest version. KV v1: `GET /v1/{mount}/{path}`, the key is `data.{field}`.
 /// - Every request carries `X-Vault-Request: true`, `X-Vault-Namespace` when a namespace is
 ///   set, and the Vault token in `X-Vault-Token`, marked sensitive.
+/// - A token from a [`token_file`](VaultKeySourceBuilder::token_file) (a Vault Agent's or
+///   Proxy's sink) is read from the file at each load, and again after a 403: when the agent
+///   has written a new one, the secret is read once more with it.
 /// - A token had by logging in (AppRole, Kubernetes) is renewed with
 ///   `POST /v1/auth/token/renew-self` once a third of its lease is left (when Vault says it
 ///   is renewable; [`renew_token_within`](VaultKeySourceBuilder::renew_token_within) changes
@@ -138,6 +141,11 @@ const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// | no answer within the [`timeout`](VaultKeySourceBuilder::timeout) | `Timeout` |
 /// | an answer that is not JSON or not a KV read | `Unreadable` |
 /// | a redirect to another origin, to clear text, or too many; bad configuration at `build` | `Config` |
+///
+/// A 429 or 503 with a `Retry-After` (OpenBao and Vault send one on a rate-limit quota's 429
+/// when `sys/quotas/config` has `enable_rate_limit_response_headers`) gives an error with
+/// [`KeyError::retry_after`] set: the layer waits at least that long (at most
+/// [`KeyError::MAX_RETRY_AFTER`]) before it loads again, instead of its shorter backoff.
 
 #[derive(Clone)]
 pub struct VaultKeySource {
@@ -203,6 +211,9 @@ impl VaultKeySource {
             Err(e) if e.kind() == KeyErrorKind::Denied && token.can_relogin && !token.fresh => e,
             other => return other,
         };
+        if let Some(file) = inner.auth.token_file() {
+            return self.file_token_denied(file, &token, denied, deadline).await;
+        }
         // A 403 is the policy's or the token's: Vault's body is the same for both, so ask.
         match inner.auth.check(&inner.endpoint, &token, deadline).await {
             Check::Valid => Err(KeyError::new(
@@ -231,6 +242,41 @@ impl VaultKeySource {
                 self.read(&token, deadline).await
             }
         }
+    }
+
+    /// A 403 to a token read from a file: the agent writing the file may have replaced the
+    /// token since this load read it (and revoked the old one), so the file is read again and,
+    /// if it changed, the secret once more. Otherwise `lookup-self` says whose refusal it is.
+    async fn file_token_denied(
+        &self,
+        file: &Credential,
+        token: &Token,
+        denied: KeyError,
+        deadline: Instant,
+    ) -> Result<ApiKey, KeyError> {
+        let inner = &*self.inner;
+        let again = inner.auth.token(&inner.endpoint, deadline).await?;
+        if again.secret.expose_secret() != token.secret.expose_secret() {
+            tracing::info!(token = %file.describe(), "Vault refused the token; the file holds a new one");
+            return self.read(&again, deadline).await;
+        }
+        let why = match inner.auth.check(&inner.endpoint, token, deadline).await {
+            Check::Valid => format!(
+                "the token from {} is valid (auth/token/lookup-self): its policy does not allow the read",
+                file.describe()
+            ),
+            Check::Refused => format!(
+                "Vault refused the token from {} at auth/token/lookup-self too (revoked or \
+                 expired?) and the file still holds it: whatever writes the file (a Vault \
+                 Agent or Proxy) has not replaced it",
+                file.describe()
+            ),
+            Check::Unknown(_) => return Err(denied),
+        };
+        Err(KeyError::new(
+            KeyErrorKind::Denied,
+            format!("{}; {why}", denied.cause()),
+        ))
     }
 
     async fn read(&self, token: &Token, deadline: Instant) -> Result<ApiKey, KeyError> {

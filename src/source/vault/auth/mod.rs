@@ -1,6 +1,7 @@
-//! The Vault token: a static one, or one had by logging in (AppRole, Kubernetes), renewed with
-//! `renew-self` before its lease runs out and replaced by logging in again when it expires or
-//! Vault refuses it.
+//! The Vault token: a static one, one read from a file at each load (a Vault Agent's or
+//! Proxy's sink, which the agent rotates), or one had by logging in (AppRole, Kubernetes),
+//! renewed with `renew-self` before its lease runs out and replaced by logging in again when it
+//! expires or Vault refuses it.
 //!
 //! The token lives in a [`SecretString`] and goes out only as a sensitive `X-Vault-Token`
 //! header. Login credentials (the AppRole secret_id, the service-account JWT) are read from
@@ -43,6 +44,9 @@ pub(crate) const DEFAULT_KUBERNETES_JWT_PATH: &str =
 pub(crate) enum AuthMethod {
     /// A token given as it is (`.token(..)`, `VAULT_TOKEN`, `~/.vault-token`): never renewed.
     Token(SecretString),
+    /// A token read from a file at each load and after a 403 (`.token_file(..)`): the sink of
+    /// a Vault Agent or Vault Proxy, which renews and replaces it. Never renewed here.
+    TokenFile(Credential),
     /// `POST auth/{mount}/login` with `role_id` and `secret_id`.
     AppRole {
         role_id: SecretString,
@@ -119,6 +123,7 @@ impl Auth {
     pub(crate) fn method_name(&self) -> &'static str {
         match self.method {
             AuthMethod::Token(_) => "token",
+            AuthMethod::TokenFile(_) => "token file",
             AuthMethod::AppRole { .. } => "AppRole",
             AuthMethod::Kubernetes { .. } => "Kubernetes",
         }
@@ -139,13 +144,25 @@ impl Auth {
         vault: &Endpoint,
         deadline: Instant,
     ) -> Result<Token, KeyError> {
-        if let AuthMethod::Token(token) = &self.method {
-            return Ok(Token {
-                secret: token.clone(),
-                fresh: false,
-                can_relogin: false,
-                renew_in: None,
-            });
+        match &self.method {
+            AuthMethod::Token(token) => {
+                return Ok(Token {
+                    secret: token.clone(),
+                    fresh: false,
+                    can_relogin: false,
+                    renew_in: None,
+                })
+            }
+            AuthMethod::TokenFile(file) => {
+                return Ok(Token {
+                    secret: read_token_file(file).await?,
+                    fresh: false,
+                    // A 403 may be cured: the agent may have written a new token since.
+                    can_relogin: true,
+                    renew_in: None,
+                });
+            }
+            AuthMethod::AppRole { .. } | AuthMethod::Kubernetes { .. } => {}
         }
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
@@ -175,6 +192,14 @@ impl Auth {
         match &state.held {
             Some(h) => Ok(self.current(h, false)),
             None => Err(KeyError::new(KeyErrorKind::Other, "no Vault token held")),
+        }
+    }
+
+    /// Where the token is read from, when it is read from a file (`token_file`).
+    pub(crate) fn token_file(&self) -> Option<&Credential> {
+        match &self.method {
+            AuthMethod::TokenFile(file) => Some(file),
+            _ => None,
         }
     }
 
@@ -248,12 +273,32 @@ impl Auth {
     }
 }
 
+/// The token in `file`, trimmed; refused (naming the file, never the content) when it cannot
+/// go in a header.
+async fn read_token_file(file: &Credential) -> Result<SecretString, KeyError> {
+    let token = file.read("the Vault token").await?;
+    if http::HeaderValue::from_str(token.expose_secret()).is_err() {
+        return Err(KeyError::new(
+            KeyErrorKind::Invalid,
+            format!(
+                "the Vault token from {}: is not a valid header value (a control character \
+                 or a non-ASCII byte inside?)",
+                file.describe()
+            ),
+        ));
+    }
+    Ok(token)
+}
+
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Auth");
         d.field("method", &self.method_name());
         match &self.method {
             AuthMethod::Token(_) => {}
+            AuthMethod::TokenFile(file) => {
+                d.field("token", &file.describe());
+            }
             AuthMethod::AppRole { secret_id, .. } => {
                 d.field("login", &self.login_path)
                     .field("secret_id", &secret_id.describe());
@@ -267,3 +312,6 @@ impl fmt::Debug for Auth {
         d.finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

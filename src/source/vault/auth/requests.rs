@@ -50,10 +50,10 @@ impl Auth {
         deadline: Instant,
     ) -> Result<Held, KeyError> {
         let (name, what, from, digest, body) = match &self.method {
-            AuthMethod::Token(_) => {
+            AuthMethod::Token(_) | AuthMethod::TokenFile(_) => {
                 return Err(KeyError::new(
                     KeyErrorKind::Config,
-                    "a Vault token given as it is cannot log in again",
+                    "a Vault token given as it is, or read from a file, cannot log in again",
                 ))
             }
             AuthMethod::AppRole { role_id, secret_id } => {

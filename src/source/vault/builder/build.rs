@@ -78,12 +78,10 @@ impl VaultKeySourceBuilder {
             .collect::<Result<Vec<_>, _>>()?;
 
         let (method, default_mount) = match self.auth.clone() {
-            None => {
-                return Err(config(
-                    "no Vault token: call .token(..), .approle_secret_id_file(..), \
+            None => return Err(config(
+                "no Vault token: call .token(..), .token_file(..), .approle_secret_id_file(..), \
                      .approle_secret_id_env(..) or .kubernetes(..), or use from_env",
-                ))
-            }
+            )),
             Some(AuthChoice::Token(token)) => {
                 let t = token.expose_secret();
                 if t.trim().is_empty() {
@@ -95,6 +93,12 @@ impl VaultKeySourceBuilder {
                     ));
                 }
                 (AuthMethod::Token(token), "token")
+            }
+            Some(AuthChoice::TokenFile(path)) => {
+                if path.as_os_str().is_empty() {
+                    return Err(config("token_file: the path is empty"));
+                }
+                (AuthMethod::TokenFile(Credential::File(path)), "token")
             }
             Some(AuthChoice::AppRole { role_id, secret_id }) => {
                 if role_id.expose_secret().trim().is_empty() {
@@ -131,7 +135,7 @@ impl VaultKeySourceBuilder {
             revoke: endpoint.url("auth/token/revoke-self").map_err(config)?,
         };
         let (login_path, login_url) = match method {
-            AuthMethod::Token(_) => (String::new(), None),
+            AuthMethod::Token(_) | AuthMethod::TokenFile(_) => (String::new(), None),
             _ => {
                 let auth_mount = segment(
                     "auth mount",
@@ -218,6 +222,32 @@ fn segment(what: &str, value: Option<&str>) -> Result<String, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{KeyErrorKind, VaultKeySource};
+
+    #[test]
+    fn a_token_file_needs_a_path_and_shows_it() {
+        let builder = || {
+            VaultKeySource::builder()
+                .address("http://127.0.0.1:8100")
+                .mount("secret")
+                .path("azerion")
+                .field("api_key")
+        };
+        let err = builder().token_file("").build().unwrap_err();
+        assert_eq!(err.kind(), KeyErrorKind::Config);
+        assert!(
+            err.to_string().contains("token_file: the path is empty"),
+            "{err}"
+        );
+        let source = builder().token_file("/run/agent/token").build().unwrap();
+        let debug = format!("{source:?}");
+        assert!(
+            debug.contains("\"token file\"") && debug.contains("file /run/agent/token"),
+            "{debug}"
+        );
+        let debug = format!("{:?}", builder().token_file("/run/agent/token"));
+        assert!(debug.contains("\"token file\""), "{debug}");
+    }
 
     #[test]
     fn segments_are_trimmed_and_encoded() {

@@ -51,6 +51,7 @@ pub struct VaultKeySourceBuilder {
 #[derive(Clone)]
 enum AuthChoice {
     Token(SecretString),
+    TokenFile(PathBuf),
     AppRole {
         role_id: SecretString,
         secret_id: Credential,
@@ -91,6 +92,33 @@ impl VaultKeySourceBuilder {
     /// Uses this Vault token as it is (not renewed, no login).
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.auth = Some(AuthChoice::Token(SecretString::from(token.into())));
+        self
+    }
+
+    /// Reads the Vault token from this file at each load, and again when Vault refuses it:
+    /// the token sink of a [Vault Agent or Vault Proxy](https://developer.hashicorp.com/vault/docs/agent-and-proxy/autoauth/sinks/file)
+    /// doing the auto-auth, which renews the token and writes a new one when it logs in
+    /// again. The file's content is trimmed; a response-wrapped or encrypted sink is not
+    /// supported.
+    ///
+    /// The source never renews this token nor logs in: the agent does. After a 403 it reads
+    /// the file again and, when the agent has written a new token, reads the secret once more
+    /// with it; otherwise it asks `auth/token/lookup-self` whether the policy or the token is
+    /// at fault, and says so. Errors name the file, never the token.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tower_bearer::KeyError> {
+    /// let source = tower_bearer::VaultKeySource::builder()
+    ///     .address("http://127.0.0.1:8100") // a local Vault Proxy (loopback: plain http allowed)
+    ///     .token_file("/run/vault-agent/token")
+    ///     .mount("secret")
+    ///     .path("azerion")
+    ///     .field("api_key")
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.auth = Some(AuthChoice::TokenFile(path.into()));
         self
     }
 
@@ -273,6 +301,7 @@ impl fmt::Debug for VaultKeySourceBuilder {
         let auth = match &self.auth {
             None => "none",
             Some(AuthChoice::Token(_)) => "token",
+            Some(AuthChoice::TokenFile(_)) => "token file",
             Some(AuthChoice::AppRole { .. }) => "AppRole",
             Some(AuthChoice::Kubernetes { .. }) => "Kubernetes",
         };

@@ -82,6 +82,8 @@
 //! | `command` | yes   | [`CommandKeySource`]: a credential helper program (plain text, Kubernetes `ExecCredential` or OAuth2 token JSON); enables tokio's `process` and `io-util` |
 //! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
 //! | `metrics` | no    | the key's health through the `metrics` facade: loads, rotations, replays, expiries, failures in a row, when the key was loaded and when it expires |
+//! | `grpc`  | no      | `grpc::GrpcAuthLayer`: tonic 0.14 clients, a call replayed after `UNAUTHENTICATED` (needs Rust 1.88, as tonic does) |
+//! | `async-openai` | no | `async_openai::AuthLayer`: the key on async-openai 0.43's requests through its `middleware` stack, a 401 replayed by rebuilding the request |
 //! | `full`  | no      | all of the above |
 //!
 //! [`KeySourceChain`] (an environment variable, else a file, else Vault…) and [`StaticKey`] are
@@ -92,11 +94,17 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "async-openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-openai")))]
+pub mod async_openai;
 mod auth;
 pub mod azerion;
 mod cache;
 pub mod errors;
 pub mod event;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 mod key;
 pub mod map_error;
 mod net;

@@ -1,6 +1,6 @@
 //! Which responses say "this key was rejected": [`Rejection`].
 
-use http::Response;
+use http::{HeaderMap, Response, StatusCode};
 
 /// A response that means the server rejected the key, for
 /// [`BearerAuthLayer::rejected_when`](crate::BearerAuthLayer::rejected_when): the key is
@@ -31,19 +31,27 @@ impl Rejections {
         Rejections(signals.into_iter().fold(0, |bits, r| bits | bit(r)))
     }
 
+    /// The set with `signal` added.
+    #[cfg(feature = "grpc")]
+    pub(crate) fn with(self, signal: Rejection) -> Rejections {
+        Rejections(self.0 | bit(signal))
+    }
+
     /// Whether `response` is one of the rejections in the set.
     #[inline(always)]
     pub(crate) fn matches<R>(self, response: &Response<R>) -> bool {
         if self == Rejections::STATUS_401 {
             return response.status() == http::StatusCode::UNAUTHORIZED;
         }
-        self.matches_any(response)
+        self.matches_head(response.status(), response.headers())
     }
 
+    /// Whether a response with this status and these headers (or a stream's trailers, with a
+    /// status of 200) is one of the rejections in the set.
     #[cold]
-    fn matches_any<R>(self, response: &Response<R>) -> bool {
+    pub(crate) fn matches_head(self, status: StatusCode, headers: &HeaderMap) -> bool {
         let has = |r| self.0 & bit(r) != 0;
-        match response.status().as_u16() {
+        match status.as_u16() {
             401 => return has(Rejection::Status401),
             403 => return has(Rejection::Status403),
             _ => {}
@@ -52,7 +60,7 @@ impl Rejections {
             return false;
         }
         // One `grpc-status` header; two are malformed and not a rejection.
-        let mut statuses = response.headers().get_all("grpc-status").iter();
+        let mut statuses = headers.get_all("grpc-status").iter();
         let (Some(status), None) = (statuses.next(), statuses.next()) else {
             return false;
         };

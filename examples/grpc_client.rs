@@ -68,7 +68,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // 5. The same client, unchanged: UNAUTHENTICATED, a reload, one replay.
     let reply = health.check(HealthCheckRequest::default()).await?;
     println!("5. Check: {:?} (healed)", reply.into_inner().status());
-    let calls: Vec<_> = server.seen().into_iter().map(|(method, _)| method).collect();
+    let calls: Vec<_> = server
+        .seen()
+        .into_iter()
+        .map(|(method, _)| method)
+        .collect();
     println!("   calls the server saw: {calls:?} (the second refused, then replayed)");
     assert_eq!(calls.len(), 3);
     Ok(())

@@ -67,9 +67,8 @@ fn rotations(layer: BearerAuthLayer) -> (BearerAuthLayer, Arc<Mutex<Vec<String>>
 async fn models_and_a_chat_completion_heal_through_a_rotation() {
     let api = StandInApi::start(&[OLD]).await;
     let (_dir, path) = key_file(OLD);
-    let (layer, rotated) = rotations(
-        BearerAuthLayer::new(FileKeySource::new(&path)).restrict_to_hosts(["127.0.0.1"]),
-    );
+    let (layer, rotated) =
+        rotations(BearerAuthLayer::new(FileKeySource::new(&path)).restrict_to_hosts(["127.0.0.1"]));
     let handle = layer.handle();
     let openai = client(layer, &api.base_url());
 
@@ -96,14 +95,22 @@ async fn models_and_a_chat_completion_heal_through_a_rotation() {
     assert_eq!(api.requests(), 3);
     assert_eq!(handle.status().replays(), 1);
     assert_eq!(handle.fingerprint().as_deref(), Some("sk-…1111"));
-    assert_eq!(rotated.lock().unwrap().len(), 2, "{:?}", rotated.lock().unwrap());
+    assert_eq!(
+        rotated.lock().unwrap().len(),
+        2,
+        "{:?}",
+        rotated.lock().unwrap()
+    );
 }
 
 #[tokio::test]
 async fn a_404_is_async_openais_own_error() {
     let api = StandInApi::start(&[OLD]).await;
     let (_dir, path) = key_file(OLD);
-    let openai = client(BearerAuthLayer::new(FileKeySource::new(&path)), &api.base_url());
+    let openai = client(
+        BearerAuthLayer::new(FileKeySource::new(&path)),
+        &api.base_url(),
+    );
     let err = openai.models().retrieve("no-such-model").await.unwrap_err();
     let OpenAIError::ApiError(response) = err else {
         panic!("not an ApiError: {err:?}");
@@ -119,8 +126,13 @@ async fn the_layers_own_errors_are_boxed_and_nothing_is_sent() {
     let (dir, path) = key_file(OLD);
 
     // Out of scope: refused when the request is built, before it leaves.
-    let scoped = BearerAuthLayer::new(FileKeySource::new(&path)).restrict_to_hosts(["api.azerion.ai"]);
-    let err = client(scoped, &api.base_url()).models().list().await.unwrap_err();
+    let scoped =
+        BearerAuthLayer::new(FileKeySource::new(&path)).restrict_to_hosts(["api.azerion.ai"]);
+    let err = client(scoped, &api.base_url())
+        .models()
+        .list()
+        .await
+        .unwrap_err();
     let OpenAIError::Boxed(boxed) = &err else {
         panic!("not boxed: {err:?}");
     };
@@ -129,7 +141,11 @@ async fn the_layers_own_errors_are_boxed_and_nothing_is_sent() {
 
     // No key: a KeyError naming the file, never a request with the decoy.
     let missing = BearerAuthLayer::new(FileKeySource::new(dir.path().join("missing")));
-    let err = client(missing, &api.base_url()).models().list().await.unwrap_err();
+    let err = client(missing, &api.base_url())
+        .models()
+        .list()
+        .await
+        .unwrap_err();
     let OpenAIError::Boxed(boxed) = &err else {
         panic!("not boxed: {err:?}");
     };
@@ -140,7 +156,9 @@ async fn the_layers_own_errors_are_boxed_and_nothing_is_sent() {
 
 /// A server for `POST /v1/files` that reads the whole multipart body and answers 401 to any
 /// key but the accepted one; it records each request's key and body.
-async fn files_server(accepted: Arc<Mutex<String>>) -> (SocketAddr, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+async fn files_server(
+    accepted: Arc<Mutex<String>>,
+) -> (SocketAddr, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     let addr = support::serve(move |req: http::Request<hyper::body::Incoming>| {

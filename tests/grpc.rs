@@ -116,13 +116,21 @@ async fn a_unary_call_heals_through_unauthenticated() {
         );
     }
     let events = drain(&mut events);
-    assert_eq!(events.iter().filter(|e| e.starts_with("rotated")).count(), 1, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("rotated")).count(),
+        1,
+        "{events:?}"
+    );
     // A call that started after the reload sent the new key at once; each other was refused
     // and replayed.
     let refused = server.seen()[3..].iter().filter(|(_, t)| t == NEW).count();
     assert!(refused >= 1);
     assert_eq!(server.seen().len(), 3 + 8 + refused);
-    assert_eq!(events.iter().filter(|e| *e == "replayed").count(), refused, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| *e == "replayed").count(),
+        refused,
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +151,10 @@ async fn a_request_over_the_replay_cap_is_not_replayed() {
     };
     let status = health.check(big).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(drain(&mut events), ["rotated", "rotated: rejected", "skipped: body"]);
+    assert_eq!(
+        drain(&mut events),
+        ["rotated", "rotated: rejected", "skipped: body"]
+    );
     // The key was reloaded all the same: the next call, small or not, carries the new one.
     health.check(check()).await.unwrap();
     let tokens: Vec<_> = server.seen().into_iter().map(|(_, t)| t).collect();
@@ -211,15 +222,25 @@ async fn origin_form_calls_are_judged_by_the_origin() {
     let mut health = client(&GrpcAuthLayer::new(source()), addr).await;
     let status = health.check(check()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unknown);
-    assert!(scope_error(&status).to_string().contains("origin"), "{status}");
+    assert!(
+        scope_error(&status).to_string().contains("origin"),
+        "{status}"
+    );
 
     // An origin in clear text to a remote host: refused as cleartext.
     let remote = GrpcAuthLayer::new(source().origin("http://grpc.example.com:50051"));
-    let status = client(&remote, addr).await.check(check()).await.unwrap_err();
+    let status = client(&remote, addr)
+        .await
+        .check(check())
+        .await
+        .unwrap_err();
     let refused = scope_error(&status);
     assert!(refused.is_cleartext(), "{refused}");
     assert_eq!(refused.host(), Some("grpc.example.com"));
-    assert!(server.seen().is_empty(), "no refused call reached the server");
+    assert!(
+        server.seen().is_empty(),
+        "no refused call reached the server"
+    );
 
     // Loopback in clear text: allowed.
     let local = GrpcAuthLayer::new(source().origin(format!("http://{addr}")));

@@ -95,4 +95,3 @@ pub async fn start_server(service: Checked) -> SocketAddr {
     );
     addr
 }
-

@@ -136,9 +136,10 @@ where
             match state.as_mut().project() {
                 StateProj::Sending { fut, sent } => {
                     let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    let Some(sent) = sent
-                        .take_if(|s| s.adapter.is_rejection(response.status(), response.headers()))
-                    else {
+                    let Some(sent) = sent.take_if(|s| {
+                        s.adapter
+                            .is_rejection(response.status(), response.headers())
+                    }) else {
                         return Poll::Ready(Ok(response));
                     };
                     let reload = sent.adapter.reject(sent.generation);

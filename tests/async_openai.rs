@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
+use async_openai::middleware::retry::{OpenAIRetry, OpenAIRetryLayer};
 use async_openai::middleware::ReqwestService;
 use async_openai::types::chat::{
     ChatCompletionRequestUserMessage, CreateChatCompletionRequestArgs,
@@ -40,13 +41,15 @@ fn write_key(path: &Path, key: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// An async-openai client for `base` whose requests go through `layer`. The config's own key
-/// is a decoy the server would refuse: only the layer's key can get through.
+/// An async-openai client for `base` whose requests go through `layer`, above async-openai's
+/// own retry layer, as a user's stack would be. The config's own key is a decoy the server
+/// would refuse: only the layer's key can get through.
 fn client(layer: BearerAuthLayer, base: &str) -> OpenAi {
     // reqwest's TLS (for the example's --live) has no provider of its own here: ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let service: Auth<ReqwestService> = ServiceBuilder::new()
+    let service: Auth<OpenAIRetry<ReqwestService>> = ServiceBuilder::new()
         .layer(AuthLayer::new(layer))
+        .layer(OpenAIRetryLayer::default())
         .service(ReqwestService::new(reqwest::Client::new()));
     let config = OpenAIConfig::new()
         .with_api_base(base)

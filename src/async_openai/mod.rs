@@ -36,9 +36,10 @@
 //! [`KeyError`](crate::KeyError) or [`ScopeError`](crate::ScopeError). Responses go back as
 //! they came, so async-openai makes its own `ApiError` of a 404 or a 401 that was not healed.
 //!
-//! Where the layer goes: with async-openai's `OpenAIRetryLayer` (429 and 5xx retries) in the
-//! stack, put `AuthLayer` outside it, so that each retry goes below the key, or inside it, so
-//! that a retry after a rotation picks up the new key; either works, the rejection is handled
+//! `with_http_service` replaces async-openai's default stack, its retry layer included: add
+//! `OpenAIRetryLayer` (429 and 5xx) back if you want it. Outside `AuthLayer`, each retry goes
+//! through it and picks up a rotated key; inside, a retry rebuilds the request with the key it
+//! was first given. Either way a 401 is not retried there and comes back to be handled
 //! here. `examples/async_openai_azerion.rs` runs it against a stand-in Azerion API.
 
 mod future;

@@ -1,5 +1,5 @@
 //! async-openai clients (feature `async-openai`): [`AuthLayer`] puts the key of a
-//! [`BearerAuthLayer`] on every request an [`async_openai::Client`](::async_openai::Client)
+//! [`BearerAuthLayer`] on every request an [`async_openai::Client`]
 //! sends through its `middleware` stack, reloads it when the server answers 401, and sends the
 //! request once more with the new key.
 //!

@@ -43,12 +43,18 @@ impl Rejections {
         if self == Rejections::STATUS_401 {
             return response.status() == http::StatusCode::UNAUTHORIZED;
         }
+        self.matches_any(response)
+    }
+
+    // Out of line, taking the response as before: the request path's code stays the same.
+    #[cold]
+    fn matches_any<R>(self, response: &Response<R>) -> bool {
         self.matches_head(response.status(), response.headers())
     }
 
     /// Whether a response with this status and these headers (or a stream's trailers, with a
     /// status of 200) is one of the rejections in the set.
-    #[cold]
+    #[inline]
     pub(crate) fn matches_head(self, status: StatusCode, headers: &HeaderMap) -> bool {
         let has = |r| self.0 & bit(r) != 0;
         match status.as_u16() {

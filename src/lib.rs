@@ -40,6 +40,12 @@
 //! [where the layers go](retry#where-the-layers-go)). Their modules, [`map_error`] and
 //! [`retry`], hold their other types and settings.
 //!
+//! For clients that are not a plain `Service<http::Request<B>>` over HTTP, two adapters take a
+//! `BearerAuthLayer` (its key cache, options and hooks) as it is: `grpc::GrpcAuthLayer` for
+//! tonic (feature `grpc`: a call replayed after `UNAUTHENTICATED`) and
+//! `async_openai::AuthLayer` for async-openai's middleware stack (feature `async-openai`: a 401
+//! replayed by rebuilding the request).
+//!
 //! # How a request flows
 //!
 //! 1. `poll_ready` forwards to the inner service.

@@ -40,6 +40,12 @@
 //! [where the layers go](retry#where-the-layers-go)). Their modules, [`map_error`] and
 //! [`retry`], hold their other types and settings.
 //!
+//! For clients that are not a plain `Service<http::Request<B>>` over HTTP, two adapters take a
+//! `BearerAuthLayer` (its key cache, options and hooks) as it is: `grpc::GrpcAuthLayer` for
+//! tonic (feature `grpc`: a call replayed after `UNAUTHENTICATED`) and
+//! `async_openai::AuthLayer` for async-openai's middleware stack (feature `async-openai`: a 401
+//! replayed by rebuilding the request).
+//!
 //! # How a request flows
 //!
 //! 1. `poll_ready` forwards to the inner service.
@@ -83,6 +89,8 @@
 //! | `vault` | no      | `VaultKeySource` (HashiCorp Vault KV v1/v2; token, AppRole, Kubernetes auth) |
 //! | `oauth2` | no     | `OAuth2ClientCredentials` (an OAuth2 access token by the client-credentials grant; the same HTTPS transport as `vault`) |
 //! | `metrics` | no    | the key's health through the `metrics` facade: loads, rotations, replays, expiries, failures in a row, when the key was loaded and when it expires |
+//! | `grpc`  | no      | `grpc::GrpcAuthLayer`: tonic 0.14 clients, a call replayed after `UNAUTHENTICATED` (needs Rust 1.88, as tonic does) |
+//! | `async-openai` | no | `async_openai::AuthLayer`: the key on async-openai 0.43's requests through its `middleware` stack, a 401 replayed by rebuilding the request |
 //! | `full`  | no      | all of the above |
 //!
 //! [`KeySourceChain`] (an environment variable, else a file, else Vault…) and [`StaticKey`] are
@@ -93,11 +101,17 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "async-openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-openai")))]
+pub mod async_openai;
 mod auth;
 pub mod azerion;
 mod cache;
 pub mod errors;
 pub mod event;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 mod key;
 pub mod map_error;
 mod net;

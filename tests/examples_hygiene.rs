@@ -22,6 +22,8 @@ fn no_example_prints_a_raw_error_body() {
         "axum_gateway.rs",
         "credential_helper.rs",
         "oauth2_client_credentials.rs",
+        "grpc_client.rs",
+        "async_openai_azerion.rs",
     ] {
         let source = example(name);
         for raw in ["api.body()", "api_error.body()", ".body())"] {

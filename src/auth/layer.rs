@@ -221,6 +221,23 @@ impl BearerAuthLayer {
     pub fn handle(&self) -> KeyHandle {
         KeyHandle::new(self.cache.clone(), self.config.load.clone())
     }
+
+    /// The key cache and the options: what the adapters for other clients (`grpc`,
+    /// `async_openai`) share with the services this layer makes.
+    #[cfg(any(feature = "grpc", feature = "async-openai"))]
+    pub(crate) fn parts(&self) -> (&Arc<KeyCache>, &Arc<Config>) {
+        (&self.cache, &self.config)
+    }
+
+    /// Adds `signal` to the rejections, keeping the others ([`rejected_when`] replaces them).
+    ///
+    /// [`rejected_when`]: BearerAuthLayer::rejected_when
+    #[cfg(feature = "grpc")]
+    pub(crate) fn also_rejected_when(mut self, signal: Rejection) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        config.rejections = config.rejections.with(signal);
+        self
+    }
 }
 
 impl<S> Layer<S> for BearerAuthLayer {

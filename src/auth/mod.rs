@@ -27,6 +27,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(any(feature = "grpc", feature = "async-openai"))]
+pub(crate) mod adapter;
 mod future;
 mod layer;
 mod rejection;

@@ -1,6 +1,6 @@
 //! Which responses say "this key was rejected": [`Rejection`].
 
-use http::Response;
+use http::{HeaderMap, Response, StatusCode};
 
 /// A response that means the server rejected the key, for
 /// [`BearerAuthLayer::rejected_when`](crate::BearerAuthLayer::rejected_when): the key is
@@ -31,6 +31,12 @@ impl Rejections {
         Rejections(signals.into_iter().fold(0, |bits, r| bits | bit(r)))
     }
 
+    /// The set with `signal` added.
+    #[cfg(feature = "grpc")]
+    pub(crate) fn with(self, signal: Rejection) -> Rejections {
+        Rejections(self.0 | bit(signal))
+    }
+
     /// Whether `response` is one of the rejections in the set.
     #[inline(always)]
     pub(crate) fn matches<R>(self, response: &Response<R>) -> bool {
@@ -40,12 +46,20 @@ impl Rejections {
         self.matches_any(response)
     }
 
+    // Out of line, taking the response as before: the request path's code stays the same.
     #[cold]
     fn matches_any<R>(self, response: &Response<R>) -> bool {
+        self.matches_head(response.status(), response.headers())
+    }
+
+    /// Whether a response with this status and these headers (or a stream's trailers, with a
+    /// status of 200) is one of the rejections in the set.
+    #[inline]
+    pub(crate) fn matches_head(self, status: StatusCode, headers: &HeaderMap) -> bool {
         let has = |r| self.0 & bit(r) != 0;
         // The status's own signal, if asked for; else the gRPC status (a gateway may answer
         // a gRPC call with 401 or 403 and `grpc-status: 16`, which tonic reports as such).
-        match response.status().as_u16() {
+        match status.as_u16() {
             401 if has(Rejection::Status401) => return true,
             403 if has(Rejection::Status403) => return true,
             _ => {}
@@ -54,7 +68,7 @@ impl Rejections {
             return false;
         }
         // One `grpc-status` header; two are malformed and not a rejection.
-        let mut statuses = response.headers().get_all("grpc-status").iter();
+        let mut statuses = headers.get_all("grpc-status").iter();
         let (Some(status), None) = (statuses.next(), statuses.next()) else {
             return false;
         };

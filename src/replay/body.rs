@@ -98,6 +98,26 @@ impl ReplayableBody {
         }
     }
 
+    /// A body already recorded in full: `frames`, then `trailers`. Replayable at once, so a
+    /// replay does not depend on how far the client got in sending the original.
+    #[cfg(feature = "grpc")]
+    pub(crate) fn recorded(frames: Vec<Bytes>, trailers: Option<HeaderMap>) -> ReplayableBody {
+        let len = frames.iter().map(Bytes::len).sum();
+        ReplayableBody {
+            state: State::Replaying {
+                tape: Arc::new(Mutex::new(Tape {
+                    frames,
+                    trailers,
+                    len,
+                    cap: len,
+                    overflowed: false,
+                    complete: true,
+                })),
+                next: 0,
+            },
+        }
+    }
+
     fn tape(&self) -> &Arc<Mutex<Tape>> {
         match &self.state {
             State::Recording { tape, .. } | State::Replaying { tape, .. } => tape,

@@ -102,8 +102,16 @@ async fn soak(total: usize, concurrency: usize, rotate_every: usize) -> Figures 
                         let req = Request::post(&url).body(Full::new(body.clone())).unwrap();
                         match client.clone().oneshot(req).await {
                             Ok(res) if res.status() == 200 => {}
-                            _ => {
-                                failures.fetch_add(1, Ordering::SeqCst);
+                            outcome => {
+                                // The first few say why, for whoever reads a failed run.
+                                if failures.fetch_add(1, Ordering::SeqCst) < 5 {
+                                    match outcome {
+                                        Ok(res) => {
+                                            eprintln!("soak: a request got {}", res.status())
+                                        }
+                                        Err(e) => eprintln!("soak: a request failed: {e}"),
+                                    }
+                                }
                             }
                         }
                         let finished = done.fetch_add(1, Ordering::SeqCst) + 1;

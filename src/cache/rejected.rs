@@ -1,7 +1,9 @@
 //! Replays the server rejected too. A source that hands out a new key at every load (a token
 //! endpoint) never gives "the same key back", so a server that rejects every key (a wrong
-//! audience, a revoked client) would turn each request into a reload and a replay. A rejected
-//! replay starts a backoff: until it ends, a rejection of that key reloads nothing.
+//! audience, a revoked client) would turn each request into a reload and a replay. Two replays
+//! in a row rejected (with no replay accepted between) start a backoff: until it ends, a
+//! rejection of the last key reloads nothing. One alone does not: a second rotation while the
+//! request was in flight rejects a replay too, and the next reload is what heals it.
 
 use std::sync::Mutex;
 
@@ -10,10 +12,13 @@ use tokio::time::Instant;
 use super::schedule::{backoff, deadline};
 use super::KeyCache;
 
-/// The last rejected replay: the generation of its key, until when reloads for that key wait,
-/// and how many replays in a row were rejected.
+/// The last rejected replay: the generation of its key, until when reloads for that key wait
+/// (once the run is long enough), and how many replays in a row were rejected.
 #[derive(Default)]
-pub(super) struct RejectedReplays(Mutex<Option<(u64, Instant, u32)>>);
+pub(super) struct RejectedReplays(Mutex<Option<(u64, Option<Instant>, u32)>>);
+
+/// Rejected replays in a row that start the backoff.
+const RUN_TO_BACK_OFF: u32 = 2;
 
 impl KeyCache {
     /// The replay sent with the key of `generation` got its answer: `rejected` by the server
@@ -26,12 +31,16 @@ impl KeyCache {
             *last = None;
             return;
         }
-        let run = last.map_or(0, |(_, _, run)| run);
-        let now = Instant::now();
-        *last = deadline(now, backoff(run)).map(|until| (generation, until, run.saturating_add(1)));
+        let run = last.map_or(0, |(_, _, run)| run).saturating_add(1);
+        let until = match run >= RUN_TO_BACK_OFF {
+            true => deadline(Instant::now(), backoff(run - RUN_TO_BACK_OFF)),
+            false => None,
+        };
+        *last = Some((generation, until, run));
         tracing::warn!(
-            rejected_in_a_row = run + 1,
-            "the server rejected the replay with a freshly loaded key too; backing off reloads"
+            rejected_in_a_row = run,
+            backing_off = until.is_some(),
+            "the server rejected the replay with a freshly loaded key too"
         );
     }
 
@@ -43,6 +52,6 @@ impl KeyCache {
             .lock()
             .ok()
             .and_then(|last| *last)
-            .is_some_and(|(held, until, _)| held == generation && now < until)
+            .is_some_and(|(held, until, _)| held == generation && until.is_some_and(|t| now < t))
     }
 }

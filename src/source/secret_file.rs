@@ -3,7 +3,9 @@
 //! thread for ever; anything but a regular file refused; read up to a cap into a buffer that
 //! never moves and is zeroed on drop.
 
-use std::io::{self, Read};
+use std::io;
+#[cfg(any(feature = "vault", feature = "oauth2"))]
+use std::io::Read;
 use std::path::Path;
 
 #[cfg(any(feature = "vault", feature = "oauth2"))]

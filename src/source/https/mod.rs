@@ -30,8 +30,10 @@ mod url;
 
 use body::read_body;
 pub(crate) use tls::root_store;
+#[cfg(feature = "oauth2")]
+pub(crate) use url::quote_url;
 use url::redirect_target;
-pub(crate) use url::{cleartext_refusal, quote_url, show, Origin};
+pub(crate) use url::{cleartext_refusal, show, Origin};
 
 /// Who is at the other end, for messages: what a redirect comes from, what would cross the wire
 /// in clear text, and how to allow a redirect to another origin.

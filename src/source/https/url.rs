@@ -91,6 +91,7 @@ pub(crate) fn show(url: &Uri) -> String {
 }
 
 /// `text` as given for a URL, for a message: not shown when it may hold user information.
+#[cfg(feature = "oauth2")]
 pub(crate) fn quote_url(text: &str) -> String {
     match text.contains('@') {
         true => "(not shown: it holds an @, maybe user information)".to_owned(),

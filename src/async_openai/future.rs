@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::with_key;
 use crate::auth::adapter::Adapter;
-use crate::cache::LoadFuture;
+use crate::cache::{Current, LoadFuture};
 
 /// What a sent request needs if its key is rejected.
 pub(super) struct Sent<S> {
@@ -40,6 +40,8 @@ pub(super) enum Cold<S> {
     Readying {
         service: S,
         factory: HttpRequestFactory,
+        current: Arc<Current>,
+        adapter: Arc<Adapter>,
     },
     Failed {
         error: OpenAIError,
@@ -231,18 +233,32 @@ where
                 // The rejection's body is not read: dropping it frees its connection.
                 drop(response);
                 let factory = with_key(&factory, current.key.header_value(), &adapter);
-                **cold = Cold::Readying { service, factory };
+                **cold = Cold::Readying {
+                    service,
+                    factory,
+                    current,
+                    adapter,
+                };
             }
             Cold::Readying {
                 mut service,
                 factory,
+                current,
+                adapter,
             } => match service.poll_ready(cx) {
                 Poll::Pending => {
-                    **cold = Cold::Readying { service, factory };
+                    **cold = Cold::Readying {
+                        service,
+                        factory,
+                        current,
+                        adapter,
+                    };
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
                 Poll::Ready(Ok(())) => {
+                    // Counted and reported when sent; never with a key that expired meanwhile.
+                    adapter.replay_now(&current).map_err(key_error)?;
                     return Poll::Ready(Ok(Step::Replay(service.call(factory))));
                 }
             },

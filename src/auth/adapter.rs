@@ -11,13 +11,12 @@ use std::sync::Arc;
 
 use http::header::HOST;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
-use tokio::time::Instant;
 
 use super::layer::BearerAuthLayer;
 use super::scope::{LoopbackMemo, ScopeError};
 use super::state::Config;
+pub(crate) use crate::cache::KeyNow;
 use crate::cache::{detached, Current, KeyCache, KeyHandle, LoadFuture};
-use crate::event::{KeyEvent, Replay, ReplaySkip, SkipReason};
 use crate::KeyError;
 
 /// A layer's key cache and options, for an adapter.
@@ -25,13 +24,6 @@ use crate::KeyError;
 pub(crate) struct Adapter {
     cache: Arc<KeyCache>,
     config: Arc<Config>,
-}
-
-/// The key to send now, or the load to wait for.
-pub(crate) enum KeyNow {
-    Ready(Arc<Current>),
-    Wait(LoadFuture),
-    Failed(KeyError),
 }
 
 impl Adapter {
@@ -47,42 +39,17 @@ impl Adapter {
         KeyHandle::new(self.cache.clone(), self.config.load.clone())
     }
 
-    /// The key for a request now, as `BearerAuth::call_slow` decides it: the first load, a
-    /// due refresh (by one request; the others keep the current key), an expired key waiting
-    /// for that refresh, or failing at once while its refresh backs off.
+    /// The key for a request now, decided as for the layer's own service.
     pub(crate) fn key_now(&self) -> KeyNow {
-        let cache = &self.cache;
-        let settings = &self.config.load;
-        let Some(current) = cache.current() else {
-            return KeyNow::Wait(detached(cache.clone().load_first(settings.clone())));
-        };
-        let now = Instant::now();
-        let expired = current.is_expired(now);
-        if !current.is_due(now) {
-            if expired {
-                return KeyNow::Failed(cache.expired(&current, settings, now));
-            }
-            cache.ensure_timer(&current, now);
-        } else if let Some(claim) = cache.claim_refresh() {
-            return KeyNow::Wait(detached(claim.refresh(settings.clone())));
-        } else if expired {
-            return KeyNow::Wait(detached(cache.clone().refresh(settings.clone())));
-        }
-        KeyNow::Ready(current)
+        self.cache.key_now(&self.config.load)
     }
 
-    /// The key a load gave, unless it expired meanwhile (a failed refresh gives the old key
-    /// back, to be sent only while it lives).
+    /// The key a load gave, unless it expired meanwhile.
     pub(crate) fn loaded(
         &self,
         loaded: Result<Arc<Current>, KeyError>,
     ) -> Result<Arc<Current>, KeyError> {
-        let current = loaded?;
-        let now = Instant::now();
-        if current.is_expired(now) {
-            return Err(self.cache.expired(&current, &self.config.load, now));
-        }
-        Ok(current)
+        self.cache.usable(loaded, &self.config.load)
     }
 
     /// Checks where a request goes against the layer's host scope and cleartext rule, from
@@ -134,40 +101,25 @@ impl Adapter {
         )
     }
 
-    /// The key to replay with after the reload, as `Sent::into_replay` decides it for a body
-    /// that can always be had again: none when replays are off, the reload failed, the key
-    /// expired, or it is the key just rejected; each but the first reported as a skip.
+    /// The key to replay with after the reload, decided as for the layer's own service, for a
+    /// request the factory can always build again: none when replays are off, or (reported
+    /// as a skip) the reload failed, the key expired, or it is the key just rejected.
     pub(crate) fn replay_key(
         &self,
         generation: u64,
         reloaded: Result<Arc<Current>, KeyError>,
     ) -> Option<Arc<Current>> {
-        let current = match reloaded {
-            Ok(current) => current,
-            Err(err) => {
-                tracing::warn!(error = %err, "key reload after a rejection failed; returning the rejection");
-                return self.skip(SkipReason::ReloadFailed);
-            }
-        };
         if !self.config.retry_on_unauthorized {
             return None;
         }
-        if current.is_expired(Instant::now()) {
-            tracing::debug!("rejection not replayed: the reloaded key has expired");
-            return self.skip(SkipReason::KeyExpired);
-        }
-        if !self.cache.is_new_key(generation, &current) {
-            return self.skip(SkipReason::SameKey);
-        }
-        let fingerprint = current.key.fingerprint();
-        tracing::debug!(fingerprint, "replaying after a rejection");
-        self.cache.count_replay();
-        let replay = Replay {
-            fingerprint: fingerprint.to_owned(),
-        };
         self.cache
-            .emit(&self.config.load, &KeyEvent::Replayed(replay));
-        Some(current)
+            .replay_key(&self.config.load, generation, reloaded, true)
+    }
+
+    /// The replay with `current` is about to be sent: counted and reported, or an error if
+    /// its key expired while the service was not ready.
+    pub(crate) fn replay_now(&self, current: &Current) -> Result<(), KeyError> {
+        self.cache.replay_now(current, &self.config.load)
     }
 
     /// A streamed response's trailers, for a request that carried `sent`: a rejection there
@@ -191,11 +143,5 @@ impl Adapter {
         // Runs as a task of its own: dropping its outcome does not cancel it. Its rotation is
         // reported as one after a rejection; there is no replay to report.
         drop(self.reject(current.generation));
-    }
-
-    fn skip<T>(&self, reason: SkipReason) -> Option<T> {
-        let skip = KeyEvent::ReplaySkipped(ReplaySkip { reason });
-        self.cache.emit(&self.config.load, &skip);
-        None
     }
 }

@@ -263,25 +263,16 @@ where
                 req,
                 shared,
             } => {
-                let current = match load.as_mut().poll(cx) {
-                    Poll::Pending => {
-                        **cold = Cold::Loading {
-                            load,
-                            inner,
-                            req,
-                            shared,
-                        };
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(Ok(current)) => current,
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
+                let Poll::Ready(loaded) = load.as_mut().poll(cx) else {
+                    **cold = Cold::Loading {
+                        load,
+                        inner,
+                        req,
+                        shared,
+                    };
+                    return Poll::Pending;
                 };
-                // A refresh that failed gives the old key back: sent only while it lives.
-                let now = tokio::time::Instant::now();
-                if current.is_expired(now) {
-                    let err = shared.cache.expired(&current, &shared.config.load, now);
-                    return Poll::Ready(Err(err.into()));
-                }
+                let current = shared.cache.usable(loaded, &shared.config.load)?;
                 let header = current.key.header_value().clone();
                 let sending = send_with_key!(inner, &shared, req, header, current.generation);
                 return Poll::Ready(Ok(Step::Send(sending)));

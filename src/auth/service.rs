@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::future::{send_with_key, ResponseFuture};
 use super::scope::LoopbackMemo;
 use super::state::{CloneState, Config};
-use crate::cache::{detached, Current, KeyCache};
+use crate::cache::{Current, KeyCache, KeyNow};
 
 /// This clone's copy of the current header. Once the clone has its own [`CloneState`], its own
 /// allocation, so its reference count is touched by this clone's requests only.
@@ -184,28 +184,10 @@ impl<S: Clone> BearerAuth<S> {
     {
         self.shared.keep_replay_service(&self.inner);
         let cache = self.shared.cache.clone();
-        let settings = self.shared.config.load.clone();
-        match cache.current() {
-            Some(current) => {
-                let now = Instant::now();
-                let expired = current.is_expired(now);
-                if !current.is_due(now) {
-                    if expired {
-                        // The refresh failed and backs off: no load, no key, at once.
-                        let err = cache.expired(&current, &settings, now);
-                        return ResponseFuture::failed(err.into());
-                    }
-                    cache.ensure_timer(&current, now);
-                } else if let Some(claim) = cache.claim_refresh() {
-                    // This request refreshes; every other one keeps the current key meanwhile.
-                    // The refresh is a task of its own, started now and holding the claim: a
-                    // future kept unpolled does not hold it up, and a caller's timeout that
-                    // drops this request does not cancel the load.
-                    return self.call_after_load(req, detached(claim.refresh(settings)));
-                } else if expired {
-                    // Another request is refreshing an expired key: wait for its load.
-                    return self.call_after_load(req, detached(cache.refresh(settings)));
-                }
+        match cache.key_now(&self.shared.config.load) {
+            KeyNow::Wait(load) => self.call_after_load(req, load),
+            KeyNow::Failed(err) => ResponseFuture::failed(err.into()),
+            KeyNow::Ready(current) => {
                 self.local.update(epoch, &current, self.borrowing == 0);
                 let header = self
                     .local
@@ -214,7 +196,6 @@ impl<S: Clone> BearerAuth<S> {
                     .unwrap_or_else(|| current.key.header_value().clone());
                 send_with_key!(self.inner, &self.shared, req, header, current.generation)
             }
-            None => self.call_after_load(req, detached(cache.load_first(settings))),
         }
     }
 

@@ -10,7 +10,6 @@ use http::{Request, Response};
 use super::rejection::Rejections;
 use super::scope::Scope;
 use crate::cache::{detached, Current, KeyCache, LoadFuture, LoadSettings};
-use crate::event::{KeyEvent, Replay as Replayed, ReplaySkip, SkipReason};
 use crate::replay::ReplayCopy;
 use crate::KeyError;
 
@@ -135,32 +134,9 @@ impl<S: Clone, B: 'static> Sent<S, B> {
             // The reload was for later requests; this one was never to be replayed.
             return None;
         }
-        let current = match reloaded {
-            Ok(current) => current,
-            Err(err) => {
-                tracing::warn!(error = %err, "key reload after 401 failed; returning the 401");
-                return self.skip(SkipReason::ReloadFailed);
-            }
-        };
-        let Some(copy) = &self.copy else {
-            tracing::debug!(
-                "401 not replayed: the request body is of a type that cannot be sent again \
-                 (wrap a streaming body in ReplayableBody)"
-            );
-            return self.skip(SkipReason::BodyNotReplayable);
-        };
-        if current.is_expired(tokio::time::Instant::now()) {
-            tracing::debug!("401 not replayed: the reloaded key has expired");
-            return self.skip(SkipReason::KeyExpired);
-        }
-        if !self.state.cache.is_new_key(self.generation, &current) {
-            // The key that was just rejected: replaying would only be rejected again.
-            return self.skip(SkipReason::SameKey);
-        }
-        if !copy.can_replay() {
-            tracing::debug!("401 not replayed: the request body cannot be sent again");
-            return self.skip(SkipReason::BodyNotReplayable);
-        }
+        let body_replayable = self.copy.as_ref().is_some_and(ReplayCopy::can_replay);
+        let (cache, settings) = (&self.state.cache, &self.state.config.load);
+        let current = cache.replay_key(settings, self.generation, reloaded, body_replayable)?;
         let service = self.state.replay_service()?;
         let Some(mut copy) = self.copy.and_then(|copy| copy.into_request()) else {
             tracing::debug!("401 not replayed: the request head did not parse back");
@@ -174,12 +150,6 @@ impl<S: Clone, B: 'static> Sent<S, B> {
             current,
             state: self.state,
         })
-    }
-
-    fn skip<T>(&self, reason: SkipReason) -> Option<T> {
-        let skip = KeyEvent::ReplaySkipped(ReplaySkip { reason });
-        self.state.cache.emit(&self.state.config.load, &skip);
-        None
     }
 }
 
@@ -195,25 +165,14 @@ impl<S, B> Replay<S, B> {
     /// The ready service and the request to send with it, counted and reported as replayed;
     /// an error instead if its key expired while the service was not ready.
     pub(super) fn into_parts(self) -> (S, Result<Request<B>, KeyError>, ReplayWatch) {
-        let now = tokio::time::Instant::now();
         let (cache, settings) = (&self.state.cache, &self.state.config.load);
         let watch = ReplayWatch {
             cache: cache.clone(),
             generation: self.current.generation,
             rejections: self.state.config.rejections,
         };
-        if self.current.is_expired(now) {
-            let expired = cache.expired(&self.current, settings, now);
-            return (self.service, Err(expired), watch);
-        }
-        let fingerprint = self.current.key.fingerprint();
-        tracing::debug!(fingerprint, "replaying after 401");
-        cache.count_replay();
-        let replayed = Replayed {
-            fingerprint: fingerprint.to_owned(),
-        };
-        cache.emit(settings, &KeyEvent::Replayed(replayed));
-        (self.service, Ok(self.req), watch)
+        let req = cache.replay_now(&self.current, settings).map(|()| self.req);
+        (self.service, req, watch)
     }
 }
 

@@ -13,6 +13,7 @@ mod load;
 mod metrics;
 mod rejected;
 mod report;
+mod request;
 mod schedule;
 mod status;
 mod timer;
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 pub(crate) use current::{Current, LoadSettings};
 pub(crate) use detach::detached;
 pub use handle::KeyHandle;
+pub(crate) use request::KeyNow;
 pub use status::{KeyState, KeyStatus};
 
 use crate::event::KeyEvent;

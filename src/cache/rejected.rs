@@ -1,3 +1,6 @@
+//! The replay after a rejection, as the cache sees it: whether there is a key to replay with,
+//! the replay counted and reported when it is sent, and replays the server rejected too.
+//!
 //! Replays the server rejected too. A source that hands out a new key at every load (a token
 //! endpoint) never gives "the same key back", so a server that rejects every key (a wrong
 //! audience, a revoked client) would turn each request into a reload and a replay. Two replays
@@ -5,12 +8,14 @@
 //! rejection of the last key reloads nothing. One alone does not: a second rotation while the
 //! request was in flight rejects a replay too, and the next reload is what heals it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
 use super::schedule::{backoff, deadline};
-use super::KeyCache;
+use super::{Current, KeyCache, LoadSettings};
+use crate::event::{KeyEvent, Replay, ReplaySkip, SkipReason};
+use crate::KeyError;
 
 /// The last rejected replay: the generation of its key, until when reloads for that key wait
 /// (once the run is long enough), and how many replays in a row were rejected.
@@ -21,6 +26,67 @@ pub(super) struct RejectedReplays(Mutex<Option<(u64, Option<Instant>, u32)>>);
 const RUN_TO_BACK_OFF: u32 = 2;
 
 impl KeyCache {
+    /// The key to replay a request with after the key of `generation` was rejected and
+    /// reloaded: none (each reported as a skip) when the reload failed, the request's body
+    /// cannot be sent again, the reloaded key has expired, or it is the key just rejected.
+    pub(crate) fn replay_key(
+        &self,
+        settings: &LoadSettings,
+        generation: u64,
+        reloaded: Result<Arc<Current>, KeyError>,
+        body_replayable: bool,
+    ) -> Option<Arc<Current>> {
+        let skip = |reason| {
+            let skip = KeyEvent::ReplaySkipped(ReplaySkip { reason });
+            self.emit(settings, &skip);
+            None
+        };
+        let current = match reloaded {
+            Ok(current) => current,
+            Err(err) => {
+                tracing::warn!(error = %err, "key reload after a rejection failed; not replayed");
+                return skip(SkipReason::ReloadFailed);
+            }
+        };
+        if !body_replayable {
+            tracing::debug!(
+                "rejection not replayed: the request body cannot be sent again (a body type \
+                 that cannot be copied, or a ReplayableBody past its cap: see ReplayableBody)"
+            );
+            return skip(SkipReason::BodyNotReplayable);
+        }
+        if current.is_expired(Instant::now()) {
+            tracing::debug!("rejection not replayed: the reloaded key has expired");
+            return skip(SkipReason::KeyExpired);
+        }
+        if !self.is_new_key(generation, &current) {
+            // The key that was just rejected: replaying would only be rejected again.
+            return skip(SkipReason::SameKey);
+        }
+        Some(current)
+    }
+
+    /// A replay with `current` is about to be sent (its service is ready): counted and
+    /// reported, or, when its key expired while the service was not ready, an error instead.
+    pub(crate) fn replay_now(
+        &self,
+        current: &Current,
+        settings: &LoadSettings,
+    ) -> Result<(), KeyError> {
+        let now = Instant::now();
+        if current.is_expired(now) {
+            return Err(self.expired(current, settings, now));
+        }
+        let fingerprint = current.key.fingerprint();
+        tracing::debug!(fingerprint, "replaying after 401");
+        self.count_replay();
+        let replayed = Replay {
+            fingerprint: fingerprint.to_owned(),
+        };
+        self.emit(settings, &KeyEvent::Replayed(replayed));
+        Ok(())
+    }
+
     /// The replay sent with the key of `generation` got its answer: `rejected` by the server
     /// again, or not (which ends the run).
     pub(crate) fn replay_answered(&self, generation: u64, rejected: bool) {

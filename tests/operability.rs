@@ -107,7 +107,7 @@ async fn status_goes_through_every_state() {
     let status = handle.status();
     assert_eq!(status.state(), KeyState::Fresh);
     assert!(status.state().is_serving());
-    assert_eq!(status.fingerprint(), Some("sk-…0001"));
+    assert_eq!(status.fingerprint().as_deref(), Some("sk-…0001"));
     assert_eq!(status.age(), Some(Duration::from_secs(10)));
     let left = status.expires_in().unwrap();
     assert!(
@@ -143,7 +143,7 @@ async fn status_goes_through_every_state() {
     assert_eq!(send(&mut svc).await.unwrap().1, key(2));
     let status = handle.status();
     assert_eq!(status.state(), KeyState::Fresh);
-    assert_eq!(status.fingerprint(), Some("sk-…0002"));
+    assert_eq!(status.fingerprint().as_deref(), Some("sk-…0002"));
     assert_eq!(status.consecutive_failures(), 0);
 }
 

@@ -61,8 +61,8 @@ impl KeyStatus {
     }
 
     /// The fingerprint of the key in use, if there is one.
-    pub fn fingerprint(&self) -> Option<&str> {
-        self.fingerprint.as_deref()
+    pub fn fingerprint(&self) -> Option<String> {
+        self.fingerprint.clone()
     }
 
     /// How long ago the key in use was loaded.
@@ -81,9 +81,9 @@ impl KeyStatus {
         self.consecutive_failures
     }
 
-    /// The error of the last load, if it failed.
-    pub fn last_error(&self) -> Option<&KeyError> {
-        self.last_error.as_ref()
+    /// The error of the last load, if it failed (a clone: one reference count).
+    pub fn last_error(&self) -> Option<KeyError> {
+        self.last_error.clone()
     }
 
     /// Loads from the source so far, good and failed.

@@ -25,10 +25,12 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 mod body;
+mod load;
 mod tls;
 mod url;
 
 use body::read_body;
+pub(crate) use load::{json_type, within_budget};
 pub(crate) use tls::root_store;
 #[cfg(feature = "oauth2")]
 pub(crate) use url::quote_url;

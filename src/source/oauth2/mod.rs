@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderValue, Method, Uri};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
-use crate::source::https::{Peer, Transport};
+use crate::source::https::{within_budget, Peer, Transport};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeyFuture, KeySource};
 
 mod builder;
@@ -289,20 +289,10 @@ impl Inner {
 
 impl KeySource for OAuth2ClientCredentials {
     fn load(&self) -> KeyFuture<'_> {
-        Box::pin(async move {
-            let budget = self.inner.transport.timeout();
-            let deadline = Instant::now()
-                .checked_add(budget)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
-            let result = match tokio::time::timeout_at(deadline, self.fetch(deadline)).await {
-                Ok(result) => result,
-                Err(_) => Err(KeyError::new(
-                    KeyErrorKind::Timeout,
-                    format!("no answer within {budget:?} (the whole load)"),
-                )),
-            };
-            result.map_err(|e| e.with_origin(self.inner.origin.clone()))
-        })
+        let budget = self.inner.transport.timeout();
+        Box::pin(within_budget(budget, &self.inner.origin, |deadline| {
+            self.fetch(deadline)
+        }))
     }
 
     fn describe(&self) -> Option<String> {

@@ -5,6 +5,7 @@
 //! wrong (a JSON line and column, a missing member, a JSON type), and at most the token type,
 //! capped and redacted, which is no secret.
 
+use crate::source::https::json_type;
 use std::fmt;
 use std::time::Duration;
 
@@ -171,17 +172,6 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, String> {
                 e.column()
             ))
         }
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

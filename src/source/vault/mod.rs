@@ -36,6 +36,7 @@ use http::StatusCode;
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
+use crate::source::https::within_budget;
 use crate::{ApiKey, KeyError, KeyErrorKind, KeyFuture, KeySource};
 
 mod auth;
@@ -337,21 +338,11 @@ impl VaultKeySource {
 
 impl KeySource for VaultKeySource {
     fn load(&self) -> KeyFuture<'_> {
-        Box::pin(async move {
-            // One deadline for the whole load: read, lookup-self, login and read again.
-            let budget = self.inner.endpoint.timeout();
-            let deadline = Instant::now()
-                .checked_add(budget)
-                .unwrap_or_else(|| Instant::now() + MAX_LEASE);
-            let result = match tokio::time::timeout_at(deadline, self.fetch(deadline)).await {
-                Ok(result) => result,
-                Err(_) => Err(KeyError::new(
-                    KeyErrorKind::Timeout,
-                    format!("no answer within {budget:?} (the whole load)"),
-                )),
-            };
-            result.map_err(|e| e.with_origin(self.inner.origin.clone()))
-        })
+        // One deadline for the whole load: read, lookup-self, login and read again.
+        let budget = self.inner.endpoint.timeout();
+        Box::pin(within_budget(budget, &self.inner.origin, |deadline| {
+            self.fetch(deadline)
+        }))
     }
 
     fn describe(&self) -> Option<String> {

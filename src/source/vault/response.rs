@@ -4,6 +4,7 @@
 //! property tests below do). Errors carry causes that never include a secret value: at most
 //! field names, versions, timestamps and Vault's own `errors` strings, capped.
 
+use crate::source::https::json_type;
 use std::fmt;
 use std::time::Duration;
 
@@ -329,17 +330,6 @@ pub(crate) fn cap(s: &str, max: usize) -> String {
         out.push('…');
     }
     out
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// serde_json's message names a line and column, never the input, so it is safe to show.

@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::future::{send_with_key, ResponseFuture};
 use super::scope::LoopbackMemo;
 use super::state::{CloneState, Config};
-use crate::cache::{Current, KeyCache, KeyNow};
+use crate::cache::{alarm_running, Current, KeyCache, KeyNow};
 
 /// This clone's copy of the current header. Once the clone has its own [`CloneState`], its own
 /// allocation, so its reference count is touched by this clone's requests only.
@@ -23,13 +23,14 @@ struct HeaderCopy {
     generation: u64,
     header: Option<HeaderValue>,
     /// When the key falls due (its refresh point, or its hard expiry if earlier), read per
-    /// request. A timer moves the epoch then too, but a timer lives on one runtime, which may
-    /// be gone or no longer driven: the clock bounds how stale a key can get by time, whatever
-    /// the traffic, and no key is sent past its expiry. Keys with neither (env, static) pay
-    /// nothing.
+    /// request only when the alarm thread is not running. The epoch moves then: the cache's
+    /// timer moves it, but a timer lives on one runtime, which may be gone or no longer driven;
+    /// the alarm thread (`cache/alarm.rs`) moves it too, on no runtime at all. Without that
+    /// thread the clock bounds how stale a key can get by time, whatever the traffic.
     due_at: Option<Instant>,
-    /// The key's hard expiry by the wall clock, read per request too: the monotonic clock
-    /// stands still while the host is suspended, an expiry does not.
+    /// The key's hard expiry by the wall clock, read per request for a key that has one: the
+    /// monotonic clock (the alarm's, the timer's) stands still while the host is suspended,
+    /// an expiry does not. Keys with neither (env, file, static) read no clock.
     expiry: Option<SystemTime>,
 }
 
@@ -51,10 +52,10 @@ impl HeaderCopy {
             if Instant::now() >= at {
                 return None;
             }
-            if let Some(expiry) = self.expiry {
-                if SystemTime::now() >= expiry {
-                    return None;
-                }
+        }
+        if let Some(expiry) = self.expiry {
+            if SystemTime::now() >= expiry {
+                return None;
             }
         }
         self.header.as_ref()
@@ -79,9 +80,17 @@ impl HeaderCopy {
             self.generation = current.generation;
         }
         self.epoch = epoch;
-        self.due_at = current.usable_until();
+        self.due_at = due_at(current);
         self.expiry = current.key.expiry();
     }
+}
+
+/// The deadline a copy of `current` checks the clock against, if it must.
+fn due_at(current: &Current) -> Option<Instant> {
+    if alarm_running() {
+        return None;
+    }
+    current.usable_until()
 }
 
 /// The service made by [`BearerAuthLayer`](crate::BearerAuthLayer).
@@ -242,12 +251,18 @@ impl<S: Clone> Clone for BearerAuth<S> {
             // The parent never sent a request (a template, cloned for each one) or its copy is
             // stale: take the cache's key, so the clone's request takes the hot path. The
             // epoch is read first: a key stored meanwhile leaves the copy stale, not wrong.
-            if let Some(current) = cache.current() {
+            // A key that fell due is left to the clone's first request (the slow path): the
+            // epoch moved for that very reason, and only the clock tells.
+            let current = cache.current().filter(|current| {
+                let now = Instant::now();
+                !current.is_due(now) && !current.is_expired(now)
+            });
+            if let Some(current) = current {
                 local = HeaderCopy {
                     epoch,
                     generation: current.generation,
                     header: Some(current.key.header_value().clone()),
-                    due_at: current.usable_until(),
+                    due_at: due_at(&current),
                     expiry: current.key.expiry(),
                 };
             }

@@ -41,8 +41,9 @@ pub(crate) struct Config {
 /// - `replay_service` is written once, by the clone's first slow path or first `clone()`, under
 ///   its lock; `has_replay_service` is set after, so a reader that sees it set finds it there.
 /// - The clone's `HeaderCopy` is a copy of the cache's header as of the cache's `epoch`: it is
-///   used only while the epoch has not moved and, for a key with a refresh point, while the
-///   clock says it is not due (the timer that moves the epoch may be lost with its runtime).
+///   used only while the epoch has not moved (the timer and the alarm thread move it when the
+///   key falls due) and, for a key with an expiry, while the wall clock says it has not
+///   expired. Without the alarm thread, the clock is read for a key with a refresh point too.
 ///
 /// Aligned (and so sized) to two cache lines: the reference count every request of a clone
 /// touches never shares a line with another clone's, whatever the allocator puts next to it.

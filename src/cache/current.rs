@@ -97,6 +97,17 @@ impl Current {
         }
     }
 
+    /// The points at which copies of this key must look again, earliest first: its refresh
+    /// point and its expiry (a refresh due but still running must not see the key sent past
+    /// its expiry).
+    pub(crate) fn deadlines(&self) -> [Option<Instant>; 2] {
+        match (self.refresh_at, self.expires_at) {
+            (Some(a), Some(b)) if a < b => [Some(a), Some(b)],
+            (Some(a), Some(b)) if b < a => [Some(b), Some(a)],
+            (a, b) => [a.or(b), None],
+        }
+    }
+
     /// What a request gets instead of an expired key.
     pub(crate) fn expired_error(&self, now: Instant) -> KeyError {
         let ago = self

@@ -4,6 +4,7 @@
 //! only look further when it moved. Every load goes through one async mutex (single flight), and
 //! each path re-checks after taking it whether the load it wanted already happened.
 
+mod alarm;
 mod claim;
 mod current;
 mod detach;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex, Weak};
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
 
+pub(crate) use alarm::running as alarm_running;
 pub(crate) use current::{Current, LoadSettings};
 pub(crate) use detach::detached;
 pub use handle::KeyHandle;
@@ -35,6 +37,7 @@ pub use status::{KeyState, KeyStatus};
 use crate::event::KeyEvent;
 use crate::rotation::{RotationEvent, RotationReason};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
+use alarm::AlarmTicket;
 use rejected::RejectedReplays;
 use report::{HookSets, Stats};
 use schedule::{backoff, deadline};
@@ -61,6 +64,8 @@ pub(crate) struct KeyCache {
     /// even after A -> B -> A. Digests, not keys: old secrets are not kept.
     history: Mutex<VecDeque<(u64, u64)>>,
     timer: TimerSlot,
+    /// The alarm thread's copy of the deadline (`alarm.rs`).
+    alarm: AlarmTicket,
     hook_sets: HookSets,
     stats: Stats,
     rejected_replays: RejectedReplays,
@@ -92,6 +97,7 @@ impl KeyCache {
             flight: tokio::sync::Mutex::new(Flight::default()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             timer: TimerSlot::default(),
+            alarm: AlarmTicket::default(),
             hook_sets: HookSets::default(),
             stats: Stats::default(),
             rejected_replays: RejectedReplays::default(),
@@ -118,7 +124,7 @@ impl KeyCache {
         // fire at once and send every service down the slow path again).
         let ahead = current.refresh_at.is_some_and(|at| at > now);
         if ahead && !self.timer.is_armed() {
-            self.timer.arm(&self.me, current.usable_until());
+            self.timer.arm(&self.me, current.deadlines());
         }
     }
 
@@ -372,9 +378,10 @@ impl KeyCache {
         installed
     }
 
-    /// Publishes a snapshot and arms the timer that marks it due.
+    /// Publishes a snapshot and arms the timer and the alarm that mark it due.
     fn store(&self, current: Current) -> Arc<Current> {
-        self.timer.arm(&self.me, current.usable_until());
+        self.timer.arm(&self.me, current.deadlines());
+        self.alarm.set(&self.me, current.deadlines());
         let current = Arc::new(current);
         self.current.store(Some(current.clone()));
         self.bump_epoch();

@@ -1,10 +1,12 @@
-//! The timer that marks a key due at its refresh point, and what happens when it cannot run.
+//! The timer that marks a key due at its refresh point and its expiry, and what happens when
+//! it cannot run.
 //!
-//! The timer is a task on the runtime of whoever stored the key. That runtime may go away (a
-//! warm-up runtime, one per test) or stop being driven; so the timer is a help, not the rule:
-//! a timer dropped before it fired gives its slot back and moves the epoch, so every service
-//! looks again and the next slow path arms a new one on its own runtime; and services read the
-//! clock themselves for a key with a refresh point (see `HeaderCopy` in `auth`).
+//! The timer is a task on the runtime of whoever stored the key, and follows tokio's clock
+//! (which tests pause and advance). That runtime may go away (a warm-up runtime, one per test)
+//! or stop being driven; so the timer is a help, not the rule: a timer dropped before it fired
+//! gives its slot back and moves the epoch, so every service looks again and the next slow
+//! path arms a new one on its own runtime; and the alarm thread (`alarm.rs`) moves the epoch
+//! at the same points on no runtime at all.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, Weak};
@@ -22,11 +24,12 @@ pub(super) struct TimerSlot {
 }
 
 impl TimerSlot {
-    /// Arms a timer that moves `cache`'s epoch at `at`, replacing the one armed before (none
-    /// when there is no runtime here: the services read the clock themselves).
-    pub(super) fn arm(&self, cache: &Weak<KeyCache>, at: Option<Instant>) {
-        let handle = at.and_then(|at| Some((tokio::runtime::Handle::try_current().ok()?, at)));
-        let armed = handle.map(|(handle, at)| {
+    /// Arms a timer that moves `cache`'s epoch at each of `deadlines` (earliest first),
+    /// replacing the one armed before (none when there is no runtime here: the alarm thread
+    /// still moves it).
+    pub(super) fn arm(&self, cache: &Weak<KeyCache>, deadlines: [Option<Instant>; 2]) {
+        let handle = deadlines[0].and_then(|_| tokio::runtime::Handle::try_current().ok());
+        let armed = handle.map(|handle| {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let mut guard = Guard {
                 cache: cache.clone(),
@@ -34,11 +37,15 @@ impl TimerSlot {
                 fired: false,
             };
             let task = handle.spawn(async move {
-                tokio::time::sleep_until(at).await;
+                for at in deadlines.into_iter().flatten() {
+                    tokio::time::sleep_until(at).await;
+                    if let Some(cache) = guard.cache.upgrade() {
+                        cache.bump_epoch();
+                    }
+                }
                 guard.fired = true;
                 if let Some(cache) = guard.cache.upgrade() {
                     cache.timer.disarm(guard.id);
-                    cache.bump_epoch();
                 }
             });
             (id, task.abort_handle())

@@ -41,6 +41,35 @@ pub async fn advance(by: std::time::Duration) {
     }
 }
 
+/// Sends with `send` on a runtime with the real clock, one request every `every`, until one
+/// carries `want`; panics if none did within `within`. For what only the passing of real time
+/// can show: the alarm thread that marks keys due follows no runtime's clock, paused or not.
+/// Returns how many requests went out with another key, and how long it took.
+pub fn real_time_until(
+    want: &str,
+    every: std::time::Duration,
+    within: std::time::Duration,
+    mut send: impl AsyncFnMut() -> String,
+) -> (usize, std::time::Duration) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = std::time::Instant::now();
+    runtime.block_on(async {
+        let mut other = 0;
+        while send().await != want {
+            other += 1;
+            assert!(
+                start.elapsed() < within,
+                "{other} requests over {within:?} and still not {want}"
+            );
+            tokio::time::sleep(every).await;
+        }
+        (other, start.elapsed())
+    })
+}
+
 /// A current-thread runtime with time and I/O on, its clock paused: for tests that need a
 /// runtime of their own (one that goes away, or is kept idle).
 pub fn paused_runtime() -> tokio::runtime::Runtime {

@@ -1,0 +1,204 @@
+//! The alarm: one thread per process that moves a cache's epoch when its key falls due.
+//!
+//! Services send their copy of the header while the cache's epoch has not moved, so something
+//! must move it at the key's refresh point (or expiry) even with no load in sight. The refresh
+//! timer (`timer.rs`) is a task on the runtime that stored the key, and that runtime may be
+//! gone, or kept and never driven again (a warm-up runtime in a struct). Reading the clock on
+//! every request bounds the staleness whatever the runtimes do, but a clock read is most of
+//! what a rotating source costs per request. This thread bounds it by time instead: it
+//! depends on no runtime, sleeps until the earliest deadline and holds caches weakly. The
+//! timer stays, for tokio's clock (which tests pause and advance); both moving the epoch at
+//! the same point costs one extra slow path.
+//!
+//! If the thread cannot be started (a target without threads) or ever dies, [`running`] says
+//! so and services read the clock per request again.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::Instant;
+
+use super::KeyCache;
+
+/// A cache's place in the alarm's queue: only the deadline set last fires.
+#[derive(Default)]
+pub(super) struct AlarmTicket(Arc<AtomicU64>);
+
+impl AlarmTicket {
+    /// Moves `cache`'s epoch at each of `deadlines`, instead of whatever was asked before;
+    /// none cancels. Returns whether the alarm thread runs.
+    pub(super) fn set(
+        &self,
+        cache: &Weak<KeyCache>,
+        deadlines: [Option<tokio::time::Instant>; 2],
+    ) -> bool {
+        let ticket = self.0.fetch_add(1, Ordering::AcqRel) + 1;
+        let Some(alarm) = alarm() else {
+            return false;
+        };
+        for at in deadlines.into_iter().flatten() {
+            alarm.push(Entry {
+                at: at.into_std(),
+                ticket,
+                slot: self.0.clone(),
+                cache: cache.clone(),
+            });
+        }
+        true
+    }
+}
+
+/// Whether the alarm thread runs: a service may then trust the epoch alone to tell it when its
+/// copy of a key with a refresh point went stale.
+#[inline]
+pub(crate) fn running() -> bool {
+    matches!(ALARM.get(), Some(Some(alarm)) if alarm.alive.load(Ordering::Acquire))
+}
+
+static ALARM: OnceLock<Option<&'static Alarm>> = OnceLock::new();
+
+fn alarm() -> Option<&'static Alarm> {
+    let alarm = (*ALARM.get_or_init(Alarm::start))?;
+    alarm.alive.load(Ordering::Acquire).then_some(alarm)
+}
+
+struct Entry {
+    at: Instant,
+    ticket: u64,
+    /// The cache's ticket counter: the entry is void once it moved past `ticket`. Held apart
+    /// from the cache so that checking it never needs the cache (see `fire`).
+    slot: Arc<AtomicU64>,
+    cache: Weak<KeyCache>,
+}
+
+impl Entry {
+    fn is_void(&self) -> bool {
+        self.slot.load(Ordering::Acquire) != self.ticket || self.cache.strong_count() == 0
+    }
+}
+
+// A min-heap on the deadline.
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        other.at.cmp(&self.at)
+    }
+}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Entry {}
+
+struct Alarm {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    alive: AtomicBool,
+}
+
+#[derive(Default)]
+struct Queue {
+    heap: BinaryHeap<Entry>,
+    /// Void entries are dropped when the heap grows past this (a cache rotated often with a
+    /// far deadline, or dropped, leaves its entries until they fall due otherwise).
+    prune_at: usize,
+}
+
+const PRUNE_MIN: usize = 64;
+
+impl Alarm {
+    fn start() -> Option<&'static Alarm> {
+        let alarm: &'static Alarm = Box::leak(Box::new(Alarm {
+            queue: Mutex::new(Queue {
+                heap: BinaryHeap::new(),
+                prune_at: PRUNE_MIN,
+            }),
+            wake: Condvar::new(),
+            alive: AtomicBool::new(true),
+        }));
+        let spawned = std::thread::Builder::new()
+            .name("tower-bearer-alarm".into())
+            .spawn(move || alarm.run());
+        match spawned {
+            Ok(_) => Some(alarm),
+            Err(err) => {
+                tracing::debug!(error = %err, "no alarm thread: services read the clock per request");
+                None
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, entry: Entry) {
+        let mut queue = self.lock();
+        if queue.heap.len() >= queue.prune_at {
+            queue.heap.retain(|e| !e.is_void());
+            queue.prune_at = (queue.heap.len() * 2).max(PRUNE_MIN);
+        }
+        queue.heap.push(entry);
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    fn run(&'static self) {
+        // However this thread ends, services go back to reading the clock: every cache it
+        // watched gets its epoch moved, so their services look again and see `running()` false.
+        let _dying = Dying(self);
+        let mut due = Vec::new();
+        loop {
+            let mut queue = self.lock();
+            let now = Instant::now();
+            while queue.heap.peek().is_some_and(|e| e.at <= now) {
+                if let Some(entry) = queue.heap.pop() {
+                    if !entry.is_void() {
+                        due.push(entry.cache);
+                    }
+                }
+            }
+            if !due.is_empty() {
+                drop(queue);
+                due.drain(..).for_each(fire);
+                continue;
+            }
+            // The guard comes back only to be dropped: the loop takes the lock again.
+            match queue
+                .heap
+                .peek()
+                .map(|e| e.at.saturating_duration_since(now))
+            {
+                Some(wait) => drop(self.wake.wait_timeout(queue, wait)),
+                None => drop(self.wake.wait(queue)),
+            }
+        }
+    }
+}
+
+/// Moves the epoch of the cache, if it still lives. The last reference may be the one taken
+/// here: the cache (and its source, user code) is then dropped on this thread, and a panic
+/// there must not end it.
+fn fire(cache: Weak<KeyCache>) {
+    if let Some(cache) = cache.upgrade() {
+        cache.bump_epoch();
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(cache)));
+    }
+}
+
+struct Dying(&'static Alarm);
+
+impl Drop for Dying {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Release);
+        let heap = std::mem::take(&mut self.0.lock().heap);
+        heap.into_iter().map(|e| e.cache).for_each(fire);
+    }
+}

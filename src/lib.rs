@@ -50,12 +50,13 @@
 //!
 //! 1. `poll_ready` forwards to the inner service.
 //! 2. `call` reads the cached key: one atomic load and a clone of this service's own copy of
-//!    the header value; no lock, no allocation (and a clock read for a key with a refresh
-//!    hint). The source is asked only when there is no key yet or its refresh hint is near,
-//!    and then by one caller at a time: the others wait on that load (first use) or keep the
-//!    current key (refresh). A load runs as a task of its own: a caller that gives up (a
-//!    timeout, `select!`) does not cancel it, and a source that panics counts as one that
-//!    failed.
+//!    the header value; no lock, no allocation, no clock read (but one of the wall clock for
+//!    a key with a hard expiry). The source is asked only when there is no key yet or its
+//!    refresh hint is near, and then by one caller at a time: the others wait on that load
+//!    (first use) or keep the current key (refresh); a thread of the crate's marks the key due
+//!    at its refresh point, whatever runtime is driven or not. A load runs as a task of its
+//!    own: a caller that gives up (a timeout, `select!`) does not cancel it, and a source that
+//!    panics counts as one that failed.
 //! 3. The header is inserted, marked sensitive. A caller's own `Authorization` header wins
 //!    unless [`BearerAuthLayer::override_existing`] is set.
 //! 4. A 401: the key that was sent is marked rejected and reloaded once, however many requests

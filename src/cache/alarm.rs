@@ -54,7 +54,17 @@ impl AlarmTicket {
 /// copy of a key with a refresh point went stale.
 #[inline]
 pub(crate) fn running() -> bool {
+    #[cfg(test)]
+    if STOPPED_HERE.with(std::cell::Cell::get) {
+        return false;
+    }
     matches!(ALARM.get(), Some(Some(alarm)) if alarm.alive.load(Ordering::Acquire))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// A test of the clock fallback pretends, on its thread, that the alarm does not run.
+    static STOPPED_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 static ALARM: OnceLock<Option<&'static Alarm>> = OnceLock::new();
@@ -200,5 +210,118 @@ impl Drop for Dying {
         self.0.alive.store(false, Ordering::Release);
         let heap = std::mem::take(&mut self.0.lock().heap);
         heap.into_iter().map(|e| e.cache).for_each(fire);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::header::AUTHORIZATION;
+    use http::{Request, Response};
+    use http_body_util::Full;
+    use tower::{service_fn, Layer, Service, ServiceExt};
+
+    use super::*;
+    use crate::{ApiKey, BearerAuthLayer, KeyFuture, KeySource, StaticKey};
+
+    /// Key `n` on the n-th load, due after 60 s.
+    #[derive(Default)]
+    struct Rotating(AtomicU64);
+
+    impl KeySource for Rotating {
+        fn load(&self) -> KeyFuture<'_> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move {
+                Ok(ApiKey::new(format!("sk-alarm-test-key-{n:04}"))?
+                    .refresh_after(Duration::from_secs(60)))
+            })
+        }
+    }
+
+    fn paused() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    /// Without the alarm, a service reads the clock per request: a key whose timer lives on a
+    /// runtime kept idle still refreshes at its refresh point (tokio's clock, paused here).
+    #[test]
+    fn without_the_alarm_services_read_the_clock() {
+        STOPPED_HERE.with(|stopped| stopped.set(true));
+        let layer = BearerAuthLayer::new(Rotating::default());
+        let inner = service_fn(|req: Request<Full<Bytes>>| {
+            let token = req.headers()[AUTHORIZATION].to_str().unwrap().to_owned();
+            std::future::ready(Ok::<_, Infallible>(Response::new(token)))
+        });
+        let mut svc = layer.layer(inner);
+        let req = || {
+            Request::get("https://api.example/v1/x")
+                .body(Full::default())
+                .unwrap()
+        };
+        let idle = paused();
+        // Two requests: the first loads, the second makes the service's copy of the header.
+        for _ in 0..2 {
+            let res = idle.block_on(async { svc.ready().await.unwrap().call(req()).await });
+            assert!(res.unwrap().body().ends_with("0001"));
+        }
+        paused().block_on(async {
+            tokio::time::advance(Duration::from_secs(61)).await;
+            let res = svc.ready().await.unwrap().call(req()).await.unwrap();
+            assert!(res.body().ends_with("0002"), "{}", res.body());
+        });
+        drop(idle);
+        STOPPED_HERE.with(|stopped| stopped.set(false));
+    }
+
+    /// A deadline set again voids the one before; caches dropped leave void entries, which the
+    /// queue sheds as it grows instead of keeping each until it falls due.
+    #[test]
+    fn void_entries_do_not_pile_up() {
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let cache = KeyCache::new(Box::new(StaticKey::new(
+            ApiKey::new("sk-alarm-test-static-0000").unwrap(),
+        )));
+        let ticket = AlarmTicket::default();
+        assert!(ticket.set(&Arc::downgrade(&cache), [Some(far), None]));
+        let first = alarm().unwrap().lock().heap.len();
+        for _ in 0..1000 {
+            let dropped = KeyCache::new(Box::new(StaticKey::new(
+                ApiKey::new("sk-alarm-test-static-0000").unwrap(),
+            )));
+            AlarmTicket::default().set(&Arc::downgrade(&dropped), [Some(far), Some(far)]);
+            ticket.set(&Arc::downgrade(&cache), [Some(far), None]);
+        }
+        // 3000 entries pushed, 1 live (other tests' entries come and go meanwhile).
+        let len = alarm().unwrap().lock().heap.len();
+        assert!(len < first + 300, "{len} entries queued");
+    }
+
+    /// The thread moves the epoch of a live cache at its deadline, once per deadline.
+    #[test]
+    fn a_deadline_moves_the_epoch() {
+        let cache = KeyCache::new(Box::new(StaticKey::new(
+            ApiKey::new("sk-alarm-test-static-0000").unwrap(),
+        )));
+        let ticket = AlarmTicket::default();
+        let epoch = cache.epoch();
+        let soon = tokio::time::Instant::now() + Duration::from_millis(20);
+        assert!(ticket.set(&Arc::downgrade(&cache), [Some(soon), None]));
+        let start = Instant::now();
+        while cache.epoch() == epoch {
+            assert!(start.elapsed() < Duration::from_secs(20), "never fired");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            start.elapsed() >= Duration::from_millis(15),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

@@ -22,16 +22,43 @@ struct HeaderCopy {
     epoch: u64,
     generation: u64,
     header: Option<HeaderValue>,
-    /// When the key falls due (its refresh point, or its hard expiry if earlier), read per
-    /// request only when the alarm thread is not running. The epoch moves then: the cache's
-    /// timer moves it, but a timer lives on one runtime, which may be gone or no longer driven;
-    /// the alarm thread (`cache/alarm.rs`) moves it too, on no runtime at all. Without that
-    /// thread the clock bounds how stale a key can get by time, whatever the traffic.
+    /// What the copy checks against the clock before each request; nothing for most keys.
+    clock: Option<ClockCheck>,
+}
+
+/// The clock reads a copy of a key needs before each request: none for a key with neither a
+/// refresh point nor an expiry (env, static), nor, while the alarm thread runs, for a key with
+/// a refresh point only (a file's).
+#[derive(Clone, Copy)]
+struct ClockCheck {
+    /// When the key falls due (its refresh point, or its hard expiry if earlier), read only
+    /// when the alarm thread is not running. The epoch moves then: the cache's timer moves it,
+    /// but a timer lives on one runtime, which may be gone or no longer driven; the alarm
+    /// thread (`cache/alarm.rs`) moves it too, on no runtime at all. Without that thread the
+    /// clock bounds how stale a key can get by time, whatever the traffic.
     due_at: Option<Instant>,
-    /// The key's hard expiry by the wall clock, read per request for a key that has one: the
-    /// monotonic clock (the alarm's, the timer's) stands still while the host is suspended,
-    /// an expiry does not. Keys with neither (env, file, static) read no clock.
+    /// The key's hard expiry by the wall clock: the monotonic clock (the alarm's, the timer's)
+    /// stands still while the host is suspended, an expiry does not.
     expiry: Option<SystemTime>,
+}
+
+impl ClockCheck {
+    fn of(current: &Current) -> Option<ClockCheck> {
+        let due_at = if alarm_running() {
+            None
+        } else {
+            current.usable_until()
+        };
+        let expiry = current.key.expiry();
+        (due_at.is_some() || expiry.is_some()).then_some(ClockCheck { due_at, expiry })
+    }
+
+    /// Whether the key fell due or expired.
+    #[inline(never)]
+    fn passed(&self) -> bool {
+        self.due_at.is_some_and(|at| Instant::now() >= at)
+            || self.expiry.is_some_and(|at| SystemTime::now() >= at)
+    }
 }
 
 impl HeaderCopy {
@@ -39,24 +66,13 @@ impl HeaderCopy {
         epoch: u64::MAX,
         generation: 0,
         header: None,
-        due_at: None,
-        expiry: None,
+        clock: None,
     };
 
     #[inline(always)]
     fn usable(&self, epoch: u64) -> Option<&HeaderValue> {
-        if self.epoch != epoch {
+        if self.epoch != epoch || self.clock.is_some_and(|clock| clock.passed()) {
             return None;
-        }
-        if let Some(at) = self.due_at {
-            if Instant::now() >= at {
-                return None;
-            }
-        }
-        if let Some(expiry) = self.expiry {
-            if SystemTime::now() >= expiry {
-                return None;
-            }
         }
         self.header.as_ref()
     }
@@ -80,17 +96,8 @@ impl HeaderCopy {
             self.generation = current.generation;
         }
         self.epoch = epoch;
-        self.due_at = due_at(current);
-        self.expiry = current.key.expiry();
+        self.clock = ClockCheck::of(current);
     }
-}
-
-/// The deadline a copy of `current` checks the clock against, if it must.
-fn due_at(current: &Current) -> Option<Instant> {
-    if alarm_running() {
-        return None;
-    }
-    current.usable_until()
 }
 
 /// The service made by [`BearerAuthLayer`](crate::BearerAuthLayer).
@@ -262,8 +269,7 @@ impl<S: Clone> Clone for BearerAuth<S> {
                     epoch,
                     generation: current.generation,
                     header: Some(current.key.header_value().clone()),
-                    due_at: due_at(&current),
-                    expiry: current.key.expiry(),
+                    clock: ClockCheck::of(&current),
                 };
             }
         }

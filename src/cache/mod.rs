@@ -22,7 +22,7 @@ mod timer;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
@@ -66,6 +66,8 @@ pub(crate) struct KeyCache {
     timer: TimerSlot,
     /// The alarm thread's copy of the deadline (`alarm.rs`).
     alarm: AlarmTicket,
+    /// Held while a key is stored (see `store`).
+    storing: Mutex<()>,
     hook_sets: HookSets,
     stats: Stats,
     rejected_replays: RejectedReplays,
@@ -98,6 +100,7 @@ impl KeyCache {
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             timer: TimerSlot::default(),
             alarm: AlarmTicket::default(),
+            storing: Mutex::new(()),
             hook_sets: HookSets::default(),
             stats: Stats::default(),
             rejected_replays: RejectedReplays::default(),
@@ -380,6 +383,9 @@ impl KeyCache {
 
     /// Publishes a snapshot and arms the timer and the alarm that mark it due.
     fn store(&self, current: Current) -> Arc<Current> {
+        // Armed and published as one: of two stores at once (a rescue load beside the stuck
+        // one), the key that stays is the one whose deadlines the timer and the alarm keep.
+        let _one_at_a_time = self.storing.lock().unwrap_or_else(PoisonError::into_inner);
         self.timer.arm(&self.me, current.deadlines());
         self.alarm.set(&self.me, current.deadlines());
         let current = Arc::new(current);

@@ -169,6 +169,7 @@ fn main() {
     }
 
     println!("heap allocations per request (built, sent, response dropped); {N} requests each");
+    let key_file = KeyFile::new();
     for (label, make) in [
         ("no headers of its own", request as Make),
         ("2 headers of its own", request_with_headers),
@@ -189,8 +190,20 @@ fn main() {
                 count(&mut tower_bearer(false), make),
             ),
             (
+                "tower-bearer, FileKeySource",
+                count(&mut tower_bearer_file(&key_file), make),
+            ),
+            (
+                "tower-bearer, StaticKey",
+                count(&mut tower_bearer_static(), make),
+            ),
+            (
                 "tower-http, clone per request",
                 count_cloned(&tower_http(), make),
+            ),
+            (
+                "tower-bearer file, clone/req.",
+                count_cloned(&tower_bearer_file(&key_file), make),
             ),
             (
                 "tower-bearer, clone per req.",

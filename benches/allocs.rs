@@ -65,6 +65,11 @@ where
     ((a1 - a0) as f64 / N as f64, (b1 - b0) as f64 / N as f64)
 }
 
+/// The size of `svc`'s response future: what every request writes and moves at each `.await`.
+fn future_size<S: Service<Request<Full<Bytes>>>>(_: &S) -> usize {
+    std::mem::size_of::<S::Future>()
+}
+
 /// Allocations per request when each request goes through a fresh clone of `svc`
 /// (`svc.clone().oneshot(req)`, as handlers holding a shared client often do).
 fn count_cloned<S, E>(svc: &S, make: Make) -> (f64, f64)
@@ -170,6 +175,12 @@ fn main() {
 
     println!("heap allocations per request (built, sent, response dropped); {N} requests each");
     let key_file = KeyFile::new();
+    println!(
+        "response future: bare {} B, tower-http {} B, tower-bearer {} B (any source)",
+        future_size(&bare()),
+        future_size(&tower_http()),
+        future_size(&tower_bearer(true)),
+    );
     for (label, make) in [
         ("no headers of its own", request as Make),
         ("2 headers of its own", request_with_headers),

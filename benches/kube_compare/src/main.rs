@@ -1,0 +1,612 @@
+//! Per-request cost, awaited as callers run it, of tower-bearer next to tower-http's static
+//! `AddAuthorizationLayer` and kube-client's refreshable-token `AuthLayer` (the one kube builds
+//! for a `token_file`), all over the same do-nothing inner service.
+//!
+//! The harness is the `awaited` section of the main crate's `benches/interleaved.rs`: each stack
+//! owns a current-thread tokio runtime; a batch is 2,000 requests of
+//! `svc.ready().await.unwrap().call(make()).await.unwrap()` inside one `block_on`; every round
+//! times one batch of each stack (all of them, both body types, in one process), rotating the
+//! order each round; ratios are taken within the round and the median over rounds is reported.
+//! The whole run is repeated in several child processes and the table shows the median over
+//! processes, with the lowest and highest process for ratios.
+//!
+//! `cargo run --release` (from this directory); `-- --processes N --rounds N` change the
+//! defaults (5 and 300).
+
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::Future;
+use std::hint::black_box;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use kube_client::client::{Body as KubeBody, ConfigExt};
+use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
+use tower_bearer::{ApiKey, BearerAuthLayer, KeyFuture, KeySource, StaticKey};
+
+// ---------------------------------------------------------------------------------------------
+// Copied from the main crate's benches/common/mod.rs (the constructors the `awaited` section
+// uses), unchanged but for `warm` taking the request builder.
+
+const KEY: &str = "sk-bench-0123456789abcdef0123456789";
+const URL: &str = "https://api.azerion.ai/v1/models";
+
+/// A GET with an empty body and no headers of its own.
+#[inline(never)]
+fn request() -> Request<Full<Bytes>> {
+    Request::get(URL).body(Full::new(Bytes::new())).unwrap()
+}
+
+/// The inner service of every stack: answers 200 at once, like a client with the answer ready.
+async fn ok<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+    black_box(&req);
+    Ok(Response::new(Full::new(Bytes::new())))
+}
+
+fn bare() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
+       + Send {
+    service_fn(ok::<Full<Bytes>>)
+}
+
+fn tower_http() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
+       + Send {
+    ServiceBuilder::new()
+        .layer(tower_http::auth::AddAuthorizationLayer::bearer(KEY))
+        .service(service_fn(ok::<Full<Bytes>>))
+}
+
+/// A source whose key can change, as an environment variable, a file or Vault can: what users
+/// run. (A [`StaticKey`] lets the layer skip the 401 machinery; see [`tower_bearer_static`].)
+struct RotatingSource(ApiKey);
+
+impl KeySource for RotatingSource {
+    fn load(&self) -> KeyFuture<'_> {
+        let key = self.0.clone();
+        Box::pin(async move { Ok(key) })
+    }
+}
+
+fn layer(retry: bool) -> BearerAuthLayer {
+    BearerAuthLayer::new(RotatingSource(ApiKey::new(KEY).unwrap())).retry_on_unauthorized(retry)
+}
+
+/// `BearerAuth` over a [`StaticKey`], with the key already cached: no reload, no replay copy.
+fn tower_bearer_static() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = BoxError,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, BoxError>> + Send,
+> + Clone
+       + Send {
+    let mut svc = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(StaticKey::new(
+            ApiKey::new(KEY).unwrap(),
+        )))
+        .service(service_fn(ok::<Full<Bytes>>));
+    warm(&mut svc, request);
+    svc
+}
+
+/// `BearerAuth` over a rotating source, with the key already cached.
+fn tower_bearer(
+    retry: bool,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = BoxError,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, BoxError>> + Send,
+> + Clone
+       + Send {
+    let mut svc = ServiceBuilder::new()
+        .layer(layer(retry))
+        .service(service_fn(ok::<Full<Bytes>>));
+    warm(&mut svc, request);
+    svc
+}
+
+/// A key file in the temporary directory, removed on drop.
+struct KeyFile(std::path::PathBuf);
+
+impl KeyFile {
+    fn new() -> KeyFile {
+        KeyFile::with_contents(&format!("{KEY}\n"))
+    }
+
+    /// A key file holding exactly `contents` (kube-client sends a token file's contents as
+    /// they are, newline included: see [`kube_auth`]).
+    fn with_contents(contents: &str) -> KeyFile {
+        let path = std::env::temp_dir().join(format!(
+            "tower-bearer-bench-key-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::write(&path, contents).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        KeyFile(path)
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `BearerAuth` over a [`FileKeySource`] (a rotating source with a 60 s refresh hint, replay
+/// on: the defaults), with the key already cached.
+fn tower_bearer_file(
+    file: &KeyFile,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = BoxError,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, BoxError>> + Send,
+> + Clone
+       + Send {
+    let mut svc = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(tower_bearer::FileKeySource::new(
+            &file.0,
+        )))
+        .service(service_fn(ok::<Full<Bytes>>));
+    warm(&mut svc, request);
+    svc
+}
+
+/// Sends two requests: the first loads the key, the second fills the service's own copy of it.
+fn warm<S, B>(svc: &mut S, make: fn() -> Request<B>)
+where
+    S: Service<Request<B>>,
+    S::Error: Debug,
+{
+    runtime().block_on(async {
+        for _ in 0..2 {
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+            svc.call(make()).await.unwrap();
+        }
+    });
+}
+
+/// A current-thread runtime with time and I/O, as the benches' `to_async` uses.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// kube-client
+
+/// The do-nothing inner service of the kube stacks: `ok`, but failing with a `BoxError`.
+/// kube's `AuthLayer` is a tower `Either` of tower-http's `AddAuthorization` (error: the inner
+/// service's) and an `AsyncFilter` (error: `BoxError`), and tower 0.5's `Either` is a service
+/// only if both errors are the same type: over an `Infallible` inner service it is no service.
+async fn ok_boxed<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, BoxError> {
+    black_box(&req);
+    Ok(Response::new(Full::new(Bytes::new())))
+}
+
+/// The same GET (same URI, empty body) over kube-client's body type.
+#[inline(never)]
+fn kube_request() -> Request<KubeBody> {
+    Request::get(URL).body(KubeBody::empty()).unwrap()
+}
+
+/// The `AuthLayer` kube-client builds for a kubeconfig user with a `token_file` (its
+/// `RefreshableToken::File`, behind tower's `AsyncFilterLayer`): a tokio `RwLock` around the
+/// cached token, re-read from the file once the token is 50 s old (60 s lifetime, 10 s margin).
+fn kube_auth_layer(file: &KeyFile) -> kube_client::client::middleware::AuthLayer {
+    let mut config = kube_client::Config::new("https://api.azerion.ai".parse().unwrap());
+    config.auth_info.token_file = Some(file.0.to_str().unwrap().to_owned());
+    config
+        .auth_layer()
+        .expect("kube-client reads the token file")
+        .expect("a token_file gives an AuthLayer")
+}
+
+/// kube's `AuthLayer` over the do-nothing inner service, for any body type (its predicate takes
+/// any `http_body::Body + Send + 'static`), with the token already cached.
+fn kube_auth<B>(
+    file: &KeyFile,
+    make: fn() -> Request<B>,
+) -> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = BoxError> + Send
+where
+    B: http_body::Body + Send + 'static,
+{
+    let mut svc = ServiceBuilder::new()
+        .layer(kube_auth_layer(file))
+        .service(service_fn(ok_boxed::<B>));
+    warm(&mut svc, make);
+    svc
+}
+
+/// tower-http's static header over kube-client's body type and the same inner service as the
+/// kube stacks (`ok_boxed`): the like-for-like baseline.
+fn tower_http_kube_body(
+) -> impl Service<Request<KubeBody>, Response = Response<Full<Bytes>>, Error = BoxError> + Send {
+    ServiceBuilder::new()
+        .layer(tower_http::auth::AddAuthorizationLayer::bearer(KEY))
+        .service(service_fn(ok_boxed::<KubeBody>))
+}
+
+/// Sends one request through `layer` over an inner service that returns the `Authorization`
+/// header it saw.
+fn header_sent<L, B>(layer: L, make: fn() -> Request<B>) -> Result<String, String>
+where
+    L: tower::Layer<
+        tower::util::ServiceFn<
+            fn(Request<B>) -> std::future::Ready<Result<Response<String>, BoxError>>,
+        >,
+    >,
+    L::Service: Service<Request<B>, Response = Response<String>>,
+    <L::Service as Service<Request<B>>>::Error: std::fmt::Display,
+{
+    fn echo<B>(req: Request<B>) -> std::future::Ready<Result<Response<String>, BoxError>> {
+        let h = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        std::future::ready(Ok(Response::new(h)))
+    }
+    let svc = layer.layer(service_fn(echo::<B> as fn(_) -> _));
+    runtime().block_on(async {
+        svc.oneshot(make())
+            .await
+            .map(Response::into_body)
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Checks the kube stacks send the header the others do, and what a key file ending in a
+/// newline (as `KeyFile::new` writes, and `FileKeySource` trims) does to kube's layer.
+fn check_kube() {
+    let want = format!("Bearer {KEY}");
+    let file = KeyFile::with_contents(KEY);
+    for got in [
+        header_sent(kube_auth_layer(&file), request),
+        header_sent(kube_auth_layer(&file), kube_request),
+    ] {
+        assert_eq!(got.as_deref(), Ok(want.as_str()), "kube AuthLayer's header");
+    }
+    let newline = KeyFile::new();
+    match header_sent(kube_auth_layer(&newline), kube_request) {
+        Ok(h) => println!("note: kube-client with a token file ending in \\n sent {h:?}"),
+        Err(e) => println!(
+            "note: kube-client with a token file ending in \\n (as tower-bearer's FileKeySource \
+             stack reads it) fails every request: {e}; its stacks here read a file without one"
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness: the `awaited` section of benches/interleaved.rs, over either body type.
+
+trait Stack {
+    fn run(&mut self, n: u32);
+}
+
+/// A stack driven as callers drive it: awaited in a current-thread runtime.
+struct Awaited<S, B> {
+    svc: S,
+    rt: tokio::runtime::Runtime,
+    make: fn() -> Request<B>,
+}
+
+impl<S, B> Stack for Awaited<S, B>
+where
+    S: Service<Request<B>>,
+    S::Error: Debug,
+{
+    #[inline(never)]
+    fn run(&mut self, n: u32) {
+        let svc = &mut self.svc;
+        let make = self.make;
+        self.rt.block_on(async {
+            for _ in 0..n {
+                let res = svc.ready().await.unwrap().call(make()).await.unwrap();
+                black_box(res);
+            }
+        });
+    }
+}
+
+fn awaited<S, B>(svc: S, make: fn() -> Request<B>) -> Box<dyn Stack>
+where
+    S: Service<Request<B>> + 'static,
+    S::Error: Debug,
+    B: 'static,
+{
+    Box::new(Awaited {
+        svc,
+        rt: runtime(),
+        make,
+    })
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+fn median(v: Vec<f64>) -> f64 {
+    let v = sorted(v);
+    v[(v.len() - 1) / 2]
+}
+
+/// Times `rounds` batches of `batch` requests through each stack, rotating the order every
+/// round; returns ns per request, per stack and round.
+fn interleave(rounds: usize, batch: u32, stacks: &mut [Box<dyn Stack>]) -> Vec<Vec<f64>> {
+    let k = stacks.len();
+    for s in stacks.iter_mut() {
+        s.run(batch); // warm up
+    }
+    let mut out = vec![Vec::with_capacity(rounds); k];
+    for round in 0..rounds {
+        for j in 0..k {
+            let i = (round + j) % k;
+            let start = Instant::now();
+            stacks[i].run(batch);
+            out[i].push(start.elapsed().as_nanos() as f64 / batch as f64);
+        }
+    }
+    out
+}
+
+const BATCH: u32 = 2_000;
+
+const TABLE_FULL: &str = "awaited in a runtime, Request<Full<Bytes>> (tower-bearer's bench body); \
+                          ratios against bare and tower_http over Full<Bytes> (their inner \
+                          service's error is Infallible; kube's row needs BoxError's)";
+const TABLE_KUBE: &str = "awaited in a runtime, Request<kube_client::client::Body> (kube's own \
+                          body type); ratios against bare and tower_http over kube's Body and \
+                          the same BoxError inner service: like for like";
+
+fn child(rounds: usize) {
+    check_kube();
+    let key_file = KeyFile::new();
+    // kube-client sends the file's contents verbatim, so its file holds no trailing newline
+    let kube_file = KeyFile::with_contents(KEY);
+    // (table, row, stack); the first two rows of each table are its bare and tower_http
+    let mut rows: Vec<(&str, &str, Box<dyn Stack>)> = vec![
+        (TABLE_FULL, "bare", awaited(bare(), request)),
+        (TABLE_FULL, "tower_http", awaited(tower_http(), request)),
+        (
+            TABLE_FULL,
+            "tower_bearer StaticKey",
+            awaited(tower_bearer_static(), request),
+        ),
+        (
+            TABLE_FULL,
+            "tower_bearer (retry on)",
+            awaited(tower_bearer(true), request),
+        ),
+        (
+            TABLE_FULL,
+            "tower_bearer FileKeySource",
+            awaited(tower_bearer_file(&key_file), request),
+        ),
+        (
+            TABLE_FULL,
+            "kube AuthLayer (token_file)",
+            awaited(kube_auth(&kube_file, request), request),
+        ),
+        (
+            TABLE_KUBE,
+            "bare",
+            awaited(service_fn(ok_boxed::<KubeBody>), kube_request),
+        ),
+        (
+            TABLE_KUBE,
+            "tower_http",
+            awaited(tower_http_kube_body(), kube_request),
+        ),
+        (
+            TABLE_KUBE,
+            "kube AuthLayer (token_file)",
+            awaited(kube_auth(&kube_file, kube_request), kube_request),
+        ),
+    ];
+    let mut stacks: Vec<Box<dyn Stack>> = Vec::new();
+    let labels: Vec<(&str, &str)> = rows
+        .drain(..)
+        .map(|(t, r, s)| {
+            stacks.push(s);
+            (t, r)
+        })
+        .collect();
+    let ns = interleave(rounds, BATCH, &mut stacks);
+    for (i, &(table, row)) in labels.iter().enumerate() {
+        let bare = labels.iter().position(|l| l.0 == table).unwrap();
+        let th = bare + 1;
+        let per_round = |f: &dyn Fn(usize) -> f64| median((0..rounds).map(f).collect());
+        report(
+            table,
+            row,
+            &[
+                ("ns/req", median(ns[i].clone())),
+                ("added ns vs bare", per_round(&|r| ns[i][r] - ns[bare][r])),
+                ("x vs tower_http", per_round(&|r| ns[i][r] / ns[th][r])),
+                ("x vs bare", per_round(&|r| ns[i][r] / ns[bare][r])),
+            ],
+        );
+    }
+}
+
+/// One row of results, printed for the parent process to collect.
+fn report(table: &str, row: &str, cols: &[(&str, f64)]) {
+    let cols: Vec<String> = cols.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("ROW\t{table}\t{row}\t{}", cols.join("\t"));
+}
+
+/// Runs the child in `processes` processes and prints the median of each value over them; for
+/// ratios (`x ...`), also the lowest and highest process.
+fn aggregate(processes: usize, rounds: usize) {
+    let exe = std::env::current_exe().unwrap();
+    // table -> row -> column -> values, in order of first appearance
+    type Rows = Vec<(String, Vec<(String, Vec<f64>)>)>;
+    let mut tables: Vec<(String, Rows)> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    for _ in 0..processes {
+        let out = std::process::Command::new(&exe)
+            .arg("--child")
+            .arg("--rounds")
+            .arg(rounds.to_string())
+            .output()
+            .expect("run a child process");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut parts = line.split('\t');
+            if parts.next() != Some("ROW") {
+                if !notes.iter().any(|n| n == line) {
+                    notes.push(line.to_owned());
+                }
+                continue;
+            }
+            let (table, row) = (parts.next().unwrap(), parts.next().unwrap());
+            let t = match tables.iter().position(|t| t.0 == table) {
+                Some(i) => i,
+                None => {
+                    tables.push((table.to_owned(), Vec::new()));
+                    tables.len() - 1
+                }
+            };
+            let rows = &mut tables[t].1;
+            let r = match rows.iter().position(|r| r.0 == row) {
+                Some(i) => i,
+                None => {
+                    rows.push((row.to_owned(), Vec::new()));
+                    rows.len() - 1
+                }
+            };
+            for col in parts {
+                let (k, v) = col.split_once('=').unwrap();
+                let cols = &mut rows[r].1;
+                match cols.iter_mut().find(|c| c.0 == k) {
+                    Some(c) => c.1.push(v.parse().unwrap()),
+                    None => cols.push((k.to_owned(), vec![v.parse().unwrap()])),
+                }
+            }
+        }
+    }
+    for note in notes {
+        println!("{note}");
+    }
+    for (table, rows) in tables {
+        println!(
+            "\n{table}\n{rounds} rounds x {BATCH} requests per stack per process; median of \
+             {processes} processes (lowest-highest process for ratios)"
+        );
+        let header: Vec<String> = rows[0].1.iter().map(|c| c.0.clone()).collect();
+        print!("{:<29}", "");
+        for h in &header {
+            let w = if h.starts_with("x ") { 26 } else { 18 };
+            print!("{h:>w$}");
+        }
+        println!();
+        for (row, cols) in rows {
+            print!("{row:<29}");
+            for (name, values) in cols {
+                let v = sorted(values);
+                let median = v[v.len() / 2];
+                if name.starts_with("x ") {
+                    let cell = format!("{median:.3}x ({:.3}-{:.3})", v[0], v[v.len() - 1]);
+                    print!("{cell:>26}");
+                } else {
+                    print!("{median:>18.1}");
+                }
+            }
+            println!();
+        }
+    }
+}
+
+/// The version of `name` in this crate's Cargo.lock.
+fn locked_version(name: &str) -> &'static str {
+    let lock = include_str!("../Cargo.lock");
+    let needle = format!("name = \"{name}\"\nversion = \"");
+    lock.find(&needle)
+        .map(|i| {
+            let rest = &lock[i + needle.len()..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .unwrap_or("?")
+}
+
+/// Today's date (UTC), from the system clock.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // days since 1970-01-01 to a civil date (Howard Hinnant's algorithm)
+    let z = secs.div_euclid(86_400) + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let tod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        tod / 3600,
+        tod % 3600 / 60
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(|n| n.parse::<usize>().unwrap())
+    };
+    let rounds = value("--rounds").unwrap_or(300);
+    if args.iter().any(|a| a == "--child") {
+        child(rounds);
+        return;
+    }
+    let processes = value("--processes").unwrap_or(5);
+    let loadavg = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    println!(
+        "{}; kube-client {}, tower-http {}, tokio {}",
+        utc_now(),
+        locked_version("kube-client"),
+        locked_version("tower-http"),
+        locked_version("tokio"),
+    );
+    println!(
+        "machine: {} cpus; load average before: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg()
+    );
+    aggregate(processes, rounds);
+    println!("\nload average after: {}", loadavg());
+}

@@ -184,7 +184,7 @@ where
         if let Err(refused) = config.scope.check_with(&req, &mut self.loopback) {
             return ResponseFuture::failed(refused.into());
         }
-        let epoch = shared.cache.epoch();
+        let epoch = shared.epoch.get();
         let Some(header) = self.local.usable(epoch).cloned() else {
             return self.call_slow(req, epoch);
         };
@@ -253,7 +253,7 @@ impl<S: Clone> Clone for BearerAuth<S> {
     fn clone(&self) -> Self {
         let mut local = self.local.clone();
         let cache = &self.shared.cache;
-        let epoch = cache.epoch();
+        let epoch = self.shared.epoch.get();
         if local.epoch != epoch || local.header.is_none() {
             // The parent never sent a request (a template, cloned for each one) or its copy is
             // stale: take the cache's key, so the clone's request takes the hot path. The

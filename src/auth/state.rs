@@ -9,7 +9,7 @@ use http::{Request, Response};
 
 use super::rejection::Rejections;
 use super::scope::Scope;
-use crate::cache::{detached, Current, KeyCache, LoadFuture, LoadSettings};
+use crate::cache::{detached, Current, Epoch, KeyCache, LoadFuture, LoadSettings};
 use crate::replay::ReplayCopy;
 use crate::KeyError;
 
@@ -50,6 +50,8 @@ pub(crate) struct Config {
 #[repr(align(128))]
 pub(crate) struct CloneState<S> {
     pub(crate) cache: Arc<KeyCache>,
+    /// The cache's epoch, read by every request: held here, one pointer away like the cache.
+    pub(crate) epoch: Arc<Epoch>,
     pub(crate) config: Arc<Config>,
     /// A clone of the inner service for replays, taken on the first slow-path call (or the
     /// first clone).
@@ -61,6 +63,7 @@ pub(crate) struct CloneState<S> {
 impl<S> CloneState<S> {
     pub(super) fn new(cache: Arc<KeyCache>, config: Arc<Config>) -> Self {
         CloneState {
+            epoch: cache.epoch_cell(),
             cache,
             config,
             replay_service: Mutex::new(None),

@@ -6,35 +6,46 @@
 //! gone, or kept and never driven again (a warm-up runtime in a struct). Reading the clock on
 //! every request bounds the staleness whatever the runtimes do, but a clock read is most of
 //! what a rotating source costs per request. This thread bounds it by time instead: it
-//! depends on no runtime, sleeps until the earliest deadline and holds caches weakly. The
-//! timer stays, for tokio's clock (which tests pause and advance); both moving the epoch at
-//! the same point costs one extra slow path.
+//! depends on no runtime and sleeps until the earliest deadline. It holds each cache's
+//! [`Epoch`], an allocation of its own, never the cache: so it never drops a cache, and never
+//! runs a source's `Drop` (user code, which may block or panic) on the one thread every cache
+//! relies on. The timer stays, for tokio's clock (which tests pause and advance); both moving
+//! the epoch at the same point costs one extra slow path.
 //!
-//! If the thread cannot be started (a target without threads) or ever dies, [`running`] says
-//! so and services read the clock per request again.
+//! If the thread cannot be started (a target without threads), ever dies, or is not in this
+//! process (a child after `fork`, which copies the memory but not the thread: noticed when the
+//! child next stores a key), [`running`] says so and services read the clock per request
+//! again.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
-use super::KeyCache;
-
-/// A cache's place in the alarm's queue: only the deadline set last fires.
+/// A cache's epoch: moves whenever its key is replaced, falls due, or a refresh claim is given
+/// back; services hold the value they saw. In an allocation of its own, shared with the alarm.
 #[derive(Default)]
-pub(super) struct AlarmTicket(Arc<AtomicU64>);
+pub(crate) struct Epoch {
+    value: AtomicU64,
+    /// Counts the deadlines set: only those set last fire.
+    ticket: AtomicU64,
+}
 
-impl AlarmTicket {
-    /// Moves `cache`'s epoch at each of `deadlines`, instead of whatever was asked before;
-    /// none cancels. Returns whether the alarm thread runs.
-    pub(super) fn set(
-        &self,
-        cache: &Weak<KeyCache>,
-        deadlines: [Option<tokio::time::Instant>; 2],
-    ) -> bool {
-        let ticket = self.0.fetch_add(1, Ordering::AcqRel) + 1;
+impl Epoch {
+    #[inline(always)]
+    pub(crate) fn get(&self) -> u64 {
+        self.value.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn bump(&self) {
+        self.value.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Moves the epoch at each of `deadlines`, instead of whatever was asked before; none
+    /// cancels. Returns whether the alarm thread runs.
+    pub(super) fn alarm_at(self: &Arc<Self>, deadlines: [Option<tokio::time::Instant>; 2]) -> bool {
+        let ticket = self.ticket.fetch_add(1, Ordering::AcqRel) + 1;
         let Some(alarm) = alarm() else {
             return false;
         };
@@ -42,11 +53,15 @@ impl AlarmTicket {
             alarm.push(Entry {
                 at: at.into_std(),
                 ticket,
-                slot: self.0.clone(),
-                cache: cache.clone(),
+                epoch: self.clone(),
             });
         }
         true
+    }
+
+    /// Voids the deadlines set (the cache is gone): the queue sheds them as it grows.
+    pub(super) fn cancel_alarm(&self) {
+        self.ticket.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -71,21 +86,21 @@ static ALARM: OnceLock<Option<&'static Alarm>> = OnceLock::new();
 
 fn alarm() -> Option<&'static Alarm> {
     let alarm = (*ALARM.get_or_init(Alarm::start))?;
+    if alarm.pid != std::process::id() {
+        alarm.orphaned();
+    }
     alarm.alive.load(Ordering::Acquire).then_some(alarm)
 }
 
 struct Entry {
     at: Instant,
     ticket: u64,
-    /// The cache's ticket counter: the entry is void once it moved past `ticket`. Held apart
-    /// from the cache so that checking it never needs the cache (see `fire`).
-    slot: Arc<AtomicU64>,
-    cache: Weak<KeyCache>,
+    epoch: Arc<Epoch>,
 }
 
 impl Entry {
     fn is_void(&self) -> bool {
-        self.slot.load(Ordering::Acquire) != self.ticket || self.cache.strong_count() == 0
+        self.epoch.ticket.load(Ordering::Acquire) != self.ticket
     }
 }
 
@@ -111,6 +126,8 @@ struct Alarm {
     queue: Mutex<Queue>,
     wake: Condvar,
     alive: AtomicBool,
+    /// The process the thread runs in.
+    pid: u32,
 }
 
 #[derive(Default)]
@@ -132,6 +149,7 @@ impl Alarm {
             }),
             wake: Condvar::new(),
             alive: AtomicBool::new(true),
+            pid: std::process::id(),
         }));
         let spawned = std::thread::Builder::new()
             .name("tower-bearer-alarm".into())
@@ -141,6 +159,20 @@ impl Alarm {
             Err(err) => {
                 tracing::debug!(error = %err, "no alarm thread: services read the clock per request");
                 None
+            }
+        }
+    }
+
+    /// In a child process after `fork`: the thread stayed with the parent. Services here read
+    /// the clock from now on; every cache queued gets its epoch moved so that theirs look again
+    /// (unless the queue was locked when the process forked: then it stays locked).
+    #[cold]
+    fn orphaned(&self) {
+        if self.alive.swap(false, Ordering::AcqRel) {
+            if let Ok(mut queue) = self.queue.try_lock() {
+                std::mem::take(&mut queue.heap)
+                    .into_iter()
+                    .for_each(|e| e.epoch.bump());
             }
         }
     }
@@ -161,8 +193,9 @@ impl Alarm {
     }
 
     fn run(&'static self) {
-        // However this thread ends, services go back to reading the clock: every cache it
-        // watched gets its epoch moved, so their services look again and see `running()` false.
+        // However this thread ends (it runs no user code; but should it panic), services go
+        // back to reading the clock: every epoch it watched moves, so that their services look
+        // again and see `running()` false.
         let _dying = Dying(self);
         let mut due = Vec::new();
         loop {
@@ -171,13 +204,13 @@ impl Alarm {
             while queue.heap.peek().is_some_and(|e| e.at <= now) {
                 if let Some(entry) = queue.heap.pop() {
                     if !entry.is_void() {
-                        due.push(entry.cache);
+                        due.push(entry.epoch);
                     }
                 }
             }
             if !due.is_empty() {
                 drop(queue);
-                due.drain(..).for_each(fire);
+                due.drain(..).for_each(|epoch| epoch.bump());
                 continue;
             }
             // The guard comes back only to be dropped: the loop takes the lock again.
@@ -193,23 +226,13 @@ impl Alarm {
     }
 }
 
-/// Moves the epoch of the cache, if it still lives. The last reference may be the one taken
-/// here: the cache (and its source, user code) is then dropped on this thread, and a panic
-/// there must not end it.
-fn fire(cache: Weak<KeyCache>) {
-    if let Some(cache) = cache.upgrade() {
-        cache.bump_epoch();
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(cache)));
-    }
-}
-
 struct Dying(&'static Alarm);
 
 impl Drop for Dying {
     fn drop(&mut self) {
         self.0.alive.store(false, Ordering::Release);
         let heap = std::mem::take(&mut self.0.lock().heap);
-        heap.into_iter().map(|e| e.cache).for_each(fire);
+        heap.into_iter().for_each(|e| e.epoch.bump());
     }
 }
 
@@ -225,7 +248,7 @@ mod tests {
     use tower::{service_fn, Layer, Service, ServiceExt};
 
     use super::*;
-    use crate::{ApiKey, BearerAuthLayer, KeyFuture, KeySource, StaticKey};
+    use crate::{ApiKey, BearerAuthLayer, KeyFuture, KeySource};
 
     /// Key `n` on the n-th load, due after 60 s.
     #[derive(Default)]
@@ -280,48 +303,43 @@ mod tests {
         STOPPED_HERE.with(|stopped| stopped.set(false));
     }
 
-    /// A deadline set again voids the one before; caches dropped leave void entries, which the
-    /// queue sheds as it grows instead of keeping each until it falls due.
+    /// A deadline set again voids the one before, and so does a cache that goes: the queue
+    /// sheds void entries as it grows instead of keeping each until it falls due.
     #[test]
     fn void_entries_do_not_pile_up() {
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);
-        let cache = KeyCache::new(Box::new(StaticKey::new(
-            ApiKey::new("sk-alarm-test-static-0000").unwrap(),
-        )));
-        let ticket = AlarmTicket::default();
-        assert!(ticket.set(&Arc::downgrade(&cache), [Some(far), None]));
+        let kept = Arc::new(Epoch::default());
+        assert!(kept.alarm_at([Some(far), None]));
         let first = alarm().unwrap().lock().heap.len();
         for _ in 0..1000 {
-            let dropped = KeyCache::new(Box::new(StaticKey::new(
-                ApiKey::new("sk-alarm-test-static-0000").unwrap(),
-            )));
-            AlarmTicket::default().set(&Arc::downgrade(&dropped), [Some(far), Some(far)]);
-            ticket.set(&Arc::downgrade(&cache), [Some(far), None]);
+            let gone = Arc::new(Epoch::default());
+            gone.alarm_at([Some(far), Some(far)]);
+            gone.cancel_alarm();
+            kept.alarm_at([Some(far), None]);
         }
         // 3000 entries pushed, 1 live (other tests' entries come and go meanwhile).
         let len = alarm().unwrap().lock().heap.len();
         assert!(len < first + 300, "{len} entries queued");
     }
 
-    /// The thread moves the epoch of a live cache at its deadline, once per deadline.
+    /// The thread moves the epoch at its deadline; a deadline set again voids the one before.
     #[test]
     fn a_deadline_moves_the_epoch() {
-        let cache = KeyCache::new(Box::new(StaticKey::new(
-            ApiKey::new("sk-alarm-test-static-0000").unwrap(),
-        )));
-        let ticket = AlarmTicket::default();
-        let epoch = cache.epoch();
-        let soon = tokio::time::Instant::now() + Duration::from_millis(20);
-        assert!(ticket.set(&Arc::downgrade(&cache), [Some(soon), None]));
+        let epoch = Arc::new(Epoch::default());
+        let voided = tokio::time::Instant::now() + Duration::from_millis(5);
+        assert!(epoch.alarm_at([Some(voided), None]));
+        let soon = tokio::time::Instant::now() + Duration::from_millis(40);
+        assert!(epoch.alarm_at([Some(soon), None]));
         let start = Instant::now();
-        while cache.epoch() == epoch {
+        while epoch.get() == 0 {
             assert!(start.elapsed() < Duration::from_secs(20), "never fired");
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(2));
         }
         assert!(
-            start.elapsed() >= Duration::from_millis(15),
+            start.elapsed() >= Duration::from_millis(30),
             "{:?}",
             start.elapsed()
         );
+        assert_eq!(epoch.get(), 1);
     }
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
 
-pub(crate) use alarm::running as alarm_running;
+pub(crate) use alarm::{running as alarm_running, Epoch};
 pub(crate) use current::{Current, LoadSettings};
 pub(crate) use detach::detached;
 pub use handle::KeyHandle;
@@ -37,7 +37,6 @@ pub use status::{KeyState, KeyStatus};
 use crate::event::KeyEvent;
 use crate::rotation::{RotationEvent, RotationReason};
 use crate::{ApiKey, KeyError, KeyErrorKind, KeySource};
-use alarm::AlarmTicket;
 use rejected::RejectedReplays;
 use report::{HookSets, Stats};
 use schedule::{backoff, deadline};
@@ -51,8 +50,8 @@ pub(crate) struct KeyCache {
     source: Box<dyn KeySource>,
     current: ArcSwapOption<Current>,
     /// Moves whenever `current` is replaced, becomes due, or a refresh claim is given back.
-    /// Services hold the value they saw.
-    epoch: AtomicU64,
+    /// Services hold the value they saw (and the `Arc`: see [`Epoch`]).
+    epoch: Arc<Epoch>,
     /// Counts loads started; a load's index is the count before it started.
     started: AtomicU64,
     /// A load runs without the single-flight lock, whose holder is stuck (`rescue`).
@@ -64,8 +63,6 @@ pub(crate) struct KeyCache {
     /// even after A -> B -> A. Digests, not keys: old secrets are not kept.
     history: Mutex<VecDeque<(u64, u64)>>,
     timer: TimerSlot,
-    /// The alarm thread's copy of the deadline (`alarm.rs`).
-    alarm: AlarmTicket,
     /// Held while a key is stored (see `store`).
     storing: Mutex<()>,
     hook_sets: HookSets,
@@ -92,14 +89,13 @@ impl KeyCache {
             me: me.clone(),
             source,
             current: ArcSwapOption::const_empty(),
-            epoch: AtomicU64::new(0),
+            epoch: Arc::default(),
             started: AtomicU64::new(0),
             rescuing: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
             flight: tokio::sync::Mutex::new(Flight::default()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             timer: TimerSlot::default(),
-            alarm: AlarmTicket::default(),
             storing: Mutex::new(()),
             hook_sets: HookSets::default(),
             stats: Stats::default(),
@@ -107,13 +103,18 @@ impl KeyCache {
         })
     }
 
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+        self.epoch.get()
+    }
+
+    /// The epoch itself, for services to read without going through the cache.
+    pub(crate) fn epoch_cell(&self) -> Arc<Epoch> {
+        self.epoch.clone()
     }
 
     fn bump_epoch(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epoch.bump();
     }
 
     pub(crate) fn current(&self) -> Option<Arc<Current>> {
@@ -387,7 +388,7 @@ impl KeyCache {
         // one), the key that stays is the one whose deadlines the timer and the alarm keep.
         let _one_at_a_time = self.storing.lock().unwrap_or_else(PoisonError::into_inner);
         self.timer.arm(&self.me, current.deadlines());
-        self.alarm.set(&self.me, current.deadlines());
+        self.epoch.alarm_at(current.deadlines());
         let current = Arc::new(current);
         self.current.store(Some(current.clone()));
         self.bump_epoch();
@@ -398,6 +399,7 @@ impl KeyCache {
 impl Drop for KeyCache {
     fn drop(&mut self) {
         self.timer.abort();
+        self.epoch.cancel_alarm();
     }
 }
 

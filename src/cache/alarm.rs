@@ -130,7 +130,6 @@ struct Alarm {
     pid: u32,
 }
 
-#[derive(Default)]
 struct Queue {
     heap: BinaryHeap<Entry>,
     /// Void entries are dropped when the heap grows past this (a cache rotated often with a

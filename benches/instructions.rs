@@ -11,6 +11,7 @@ use std::process::Command;
 use tower::{Service, ServiceExt};
 
 use common::*;
+use tower_bearer::{ApiKey, BearerAuthLayer, StaticKey};
 
 async fn drive<S>(mut svc: S, n: u64)
 where
@@ -34,6 +35,19 @@ fn child(stack: &str, n: u64) {
         "retry_off" => rt.block_on(drive(tower_bearer(false), n)),
         "file" => rt.block_on(drive(tower_bearer_file(&key_file), n)),
         "static" => rt.block_on(drive(tower_bearer_static(), n)),
+        // The same over an inner service whose future holds nothing (see `common::tiny`).
+        "tiny_bare" => rt.block_on(drive(tiny(), n)),
+        "tiny_tower_http" => rt.block_on(drive(tower_http_over(tiny()), n)),
+        "tiny_retry_on" => rt.block_on(drive(tower_bearer_over(&layer(true), tiny()), n)),
+        "tiny_retry_off" => rt.block_on(drive(tower_bearer_over(&layer(false), tiny()), n)),
+        "tiny_file" => {
+            let layer = BearerAuthLayer::new(tower_bearer::FileKeySource::new(&key_file.0));
+            rt.block_on(drive(tower_bearer_over(&layer, tiny()), n))
+        }
+        "tiny_static" => {
+            let layer = BearerAuthLayer::new(StaticKey::new(ApiKey::new(KEY).unwrap()));
+            rt.block_on(drive(tower_bearer_over(&layer, tiny()), n))
+        }
         other => panic!("unknown stack {other}"),
     }
 }
@@ -79,13 +93,19 @@ fn main() {
         "retry_off",
         "file",
         "static",
+        "tiny_bare",
+        "tiny_tower_http",
+        "tiny_retry_on",
+        "tiny_retry_off",
+        "tiny_file",
+        "tiny_static",
     ] {
         let (Some(one), Some(two)) = (instructions(stack, N), instructions(stack, 2 * N)) else {
             println!("{stack}: valgrind failed");
             continue;
         };
         let per = (two - one) as f64 / N as f64;
-        if stack == "tower_http" {
+        if stack == "tower_http" || stack == "tiny_tower_http" {
             base = Some(per);
         }
         let ratio = base.map_or(String::new(), |b| format!("{:.3}x tower_http", per / b));

@@ -124,8 +124,40 @@ pub fn tower_bearer(
     svc
 }
 
+/// The inner service of the `tiny` stacks: answers 200 like [`ok`], but its future holds
+/// nothing (1 byte: the request is dropped in `call`), as a client's whose work is elsewhere.
+/// Over it, a layer's own future is all that moves at each `.await`.
+pub fn tiny() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
+       + Send {
+    service_fn(|req: Request<Full<Bytes>>| {
+        drop(std::hint::black_box(req));
+        async { Ok(Response::new(Full::new(Bytes::new()))) }
+    })
+}
+
+/// tower-http's static header over `inner`.
+pub fn tower_http_over<S>(inner: S) -> tower_http::auth::AddAuthorization<S> {
+    tower::Layer::layer(&tower_http::auth::AddAuthorizationLayer::bearer(KEY), inner)
+}
+
+/// `layer` over `inner`, with the key already cached.
+pub fn tower_bearer_over<S>(layer: &BearerAuthLayer, inner: S) -> tower_bearer::BearerAuth<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>> + Clone,
+    S::Error: Into<tower::BoxError>,
+{
+    let mut svc = tower::Layer::layer(layer, inner);
+    warm(&mut svc);
+    svc
+}
+
 /// A key file in the temporary directory, removed on drop.
-pub struct KeyFile(std::path::PathBuf);
+pub struct KeyFile(pub std::path::PathBuf);
 
 impl KeyFile {
     pub fn new() -> KeyFile {

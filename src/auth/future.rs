@@ -170,12 +170,19 @@ where
         // The hot path, small enough to inline: a response that is not a 401 to our key. The
         // replay copy stays where it is (dropped with the future), not moved out to be dropped.
         if let StateProj::Sending { fut, sent } = state.as_mut().project() {
-            let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-            if !is_ours(&response, sent) {
-                return Poll::Ready(Ok(response));
+            // Matched in place: the response is moved once, into the output (through `?` and
+            // `map_err` it was moved twice, a copy of the whole `Response` each).
+            match fut.poll(cx) {
+                Poll::Ready(Ok(response)) if !is_ours(&response, sent) => {
+                    return Poll::Ready(Ok(response))
+                }
+                Poll::Ready(Ok(response)) => {
+                    let sent = sent.take();
+                    state.set(unauthorized(response, sent));
+                }
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
+                Poll::Pending => return Poll::Pending,
             }
-            let sent = sent.take();
-            state.set(unauthorized(response, sent));
         }
         poll_after_send(state, cx)
     }

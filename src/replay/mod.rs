@@ -16,6 +16,7 @@
 
 mod body;
 mod packed;
+mod pool;
 
 use std::any::Any;
 

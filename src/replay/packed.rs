@@ -4,18 +4,22 @@ use std::any::Any;
 
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
+use super::pool::Recycled;
 use super::try_clone_body;
 use super::ReplayableBody;
 
 /// What the 401 replay keeps of a request it sent: method, version, extensions, the body (by
-/// reference count for `Full<Bytes>`) and, packed as bytes, the URI and the headers.
+/// reference count for `Full<Bytes>`) and, packed as bytes, the URI and the headers; in a box
+/// of this thread's spares (`pool.rs`), so that the response future holding it stays small.
 ///
 /// Packing, rather than cloning the `Uri` and `HeaderMap`, is what keeps this cheap: cloning
 /// them costs an atomic reference count per URI part and per header value (and a first clone
 /// of a `Bytes` built from a `&str` allocates), where packing is a copy of a few dozen bytes,
 /// inline when they fit (a URI and a few headers do). The `Uri` and `HeaderMap` are rebuilt
 /// only for a replay, which is rare.
-pub(crate) struct ReplayCopy<B> {
+pub(crate) struct ReplayCopy<B>(Recycled<Parts<B>>);
+
+struct Parts<B> {
     method: Method,
     version: Version,
     head: Head,
@@ -28,43 +32,47 @@ impl<B: 'static> ReplayCopy<B> {
     #[inline(always)]
     pub(crate) fn of(req: &Request<B>) -> Option<Self> {
         let body = try_clone_body(req.body())?;
-        let mut copy = ReplayCopy {
-            method: req.method().clone(),
-            version: req.version(),
-            head: Head::Inline {
-                len: 0,
-                buf: [0; INLINE],
-            },
-            extensions: if req.extensions().is_empty() {
-                Extensions::new()
-            } else {
-                req.extensions().clone()
-            },
-            body,
-        };
-        // Packed where it stays: the inline bytes are not moved after they are written.
-        copy.head.fill(req.uri(), req.headers());
-        Some(copy)
+        Some(ReplayCopy(Recycled::new_with(|slot| {
+            // Written in the box, and packed where it stays: nothing is moved after.
+            let parts = slot.insert(Parts {
+                method: req.method().clone(),
+                version: req.version(),
+                head: Head::Inline {
+                    len: 0,
+                    buf: [0; INLINE],
+                },
+                extensions: if req.extensions().is_empty() {
+                    Extensions::new()
+                } else {
+                    req.extensions().clone()
+                },
+                body,
+            });
+            parts.head.fill(req.uri(), req.headers());
+        })))
     }
 
     /// Whether the copy can be sent now. Only a [`ReplayableBody`] can say no.
     pub(crate) fn can_replay(&self) -> bool {
-        match (&self.body as &dyn Any).downcast_ref::<ReplayableBody>() {
-            Some(body) => body.can_replay(),
-            None => true,
-        }
+        self.0.get().is_some_and(|parts| {
+            match (&parts.body as &dyn Any).downcast_ref::<ReplayableBody>() {
+                Some(body) => body.can_replay(),
+                None => true,
+            }
+        })
     }
 
     /// The request again, as it was copied. `None` only if its URI or headers, which were valid
     /// when copied, do not parse back (they always should).
     pub(crate) fn into_request(self) -> Option<Request<B>> {
-        let (uri, headers) = self.head.unpack()?;
-        let mut req = Request::new(self.body);
-        *req.method_mut() = self.method;
+        let parts = self.0.take()?;
+        let (uri, headers) = parts.head.unpack()?;
+        let mut req = Request::new(parts.body);
+        *req.method_mut() = parts.method;
         *req.uri_mut() = uri;
-        *req.version_mut() = self.version;
+        *req.version_mut() = parts.version;
         *req.headers_mut() = headers;
-        *req.extensions_mut() = self.extensions;
+        *req.extensions_mut() = parts.extensions;
         Some(req)
     }
 }

@@ -168,6 +168,42 @@ fn tower_bearer_file(
     svc
 }
 
+/// The inner service of the third table: answers 200 like `ok_boxed`, but its future holds
+/// nothing (1 byte: the request is dropped in `call`), so that a layer's own future is all that
+/// is written and moved at each `.await`. Its error is `BoxError`, as kube's layer needs.
+fn tiny() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = BoxError,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, BoxError>> + Send,
+> + Clone
+       + Send {
+    service_fn(|req: Request<Full<Bytes>>| {
+        drop(black_box(req));
+        async { Ok(Response::new(Full::new(Bytes::new()))) }
+    })
+}
+
+/// `layer` over [`tiny`], with the key already cached.
+fn tower_bearer_tiny(
+    layer: BearerAuthLayer,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = BoxError> + Send {
+    let mut svc = ServiceBuilder::new().layer(layer).service(tiny());
+    warm(&mut svc, request);
+    svc
+}
+
+/// kube's `AuthLayer` over [`tiny`], with the token already cached.
+fn kube_tiny(
+    file: &KeyFile,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = BoxError> + Send {
+    let mut svc = ServiceBuilder::new()
+        .layer(kube_auth_layer(file))
+        .service(tiny());
+    warm(&mut svc, request);
+    svc
+}
+
 /// Sends two requests: the first loads the key, the second fills the service's own copy of it.
 fn warm<S, B>(svc: &mut S, make: fn() -> Request<B>)
 where
@@ -374,6 +410,8 @@ const BATCH: u32 = 2_000;
 const TABLE_FULL: &str = "awaited in a runtime, Request<Full<Bytes>> (tower-bearer's bench body); \
                           ratios against bare and tower_http over Full<Bytes> (their inner \
                           service's error is Infallible; kube's row needs BoxError's)";
+const TABLE_TINY: &str = "awaited in a runtime, Request<Full<Bytes>>, over an inner service \
+whose future holds nothing (error BoxError for every stack, as kube's layer needs): like for like";
 const TABLE_KUBE: &str = "awaited in a runtime, Request<kube_client::client::Body> (kube's own \
                           body type); ratios against bare and tower_http over kube's Body and \
                           the same BoxError inner service: like for like";
@@ -406,6 +444,47 @@ fn child(rounds: usize) {
             TABLE_FULL,
             "kube AuthLayer (token_file)",
             awaited(kube_auth(&kube_file, request), request),
+        ),
+        (TABLE_TINY, "bare", awaited(tiny(), request)),
+        (
+            TABLE_TINY,
+            "tower_http",
+            awaited(
+                ServiceBuilder::new()
+                    .layer(tower_http::auth::AddAuthorizationLayer::bearer(KEY))
+                    .service(tiny()),
+                request,
+            ),
+        ),
+        (
+            TABLE_TINY,
+            "tower_bearer StaticKey",
+            awaited(
+                tower_bearer_tiny(BearerAuthLayer::new(StaticKey::new(
+                    ApiKey::new(KEY).unwrap(),
+                ))),
+                request,
+            ),
+        ),
+        (
+            TABLE_TINY,
+            "tower_bearer (retry on)",
+            awaited(tower_bearer_tiny(layer(true)), request),
+        ),
+        (
+            TABLE_TINY,
+            "tower_bearer FileKeySource",
+            awaited(
+                tower_bearer_tiny(BearerAuthLayer::new(tower_bearer::FileKeySource::new(
+                    &key_file.0,
+                ))),
+                request,
+            ),
+        ),
+        (
+            TABLE_TINY,
+            "kube AuthLayer (token_file)",
+            awaited(kube_tiny(&kube_file), request),
         ),
         (
             TABLE_KUBE,

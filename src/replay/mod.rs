@@ -15,16 +15,16 @@
 //! count per request. The transient retry clones the `Request` ([`try_clone_request`]).
 
 mod body;
+mod kept;
 mod packed;
 mod pool;
 
 use std::any::Any;
 
-use bytes::Bytes;
 use http::{Method, Request, Version};
-use http_body_util::{Empty, Full};
 
 pub use body::ReplayableBody;
+use kept::KeptBody;
 pub(crate) use packed::ReplayCopy;
 
 /// Default number of body bytes a [`ReplayableBody`] keeps for a replay.
@@ -62,39 +62,19 @@ pub(crate) fn can_replay<B: 'static>(copy: &Request<B>) -> bool {
     }
 }
 
-pub(super) fn try_clone_body<B: 'static>(body: &B) -> Option<B> {
-    // The type tests are constants after monomorphization: no cost for other body types.
-    let any = body as &dyn Any;
-    if let Some(b) = any.downcast_ref::<Full<Bytes>>() {
-        return cast(b.clone());
-    }
-    if let Some(b) = any.downcast_ref::<Empty<Bytes>>() {
-        return cast(*b);
-    }
-    if let Some(b) = any.downcast_ref::<String>() {
-        return cast(b.clone());
-    }
-    if let Some(b) = any.downcast_ref::<ReplayableBody>() {
-        return cast(b.replay_handle());
-    }
-    None
-}
-
-/// Turns a `T` into a `U` known to be the same type, without boxing.
-fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {
-    let mut slot = Some(value);
-    (&mut slot as &mut dyn Any)
-        .downcast_mut::<Option<U>>()
-        .and_then(Option::take)
+fn try_clone_body<B: 'static>(body: &B) -> Option<B> {
+    KeptBody::clone_of(body)?.into_body()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use http::HeaderValue;
     use http_body::{Body, Frame};
     use http_body_util::BodyExt;
     use http_body_util::StreamBody;
+    use http_body_util::{Empty, Full};
 
     fn stream(chunks: &[&'static [u8]]) -> ReplayableBody {
         let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = chunks

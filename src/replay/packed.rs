@@ -1,12 +1,11 @@
 //! The 401 replay's copy of a request: the URI and headers packed as bytes.
 
-use std::any::Any;
+use std::marker::PhantomData;
 
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
+use super::kept::KeptBody;
 use super::pool::Recycled;
-use super::try_clone_body;
-use super::ReplayableBody;
 
 /// What the 401 replay keeps of a request it sent: method, version, extensions, the body (by
 /// reference count for `Full<Bytes>`) and, packed as bytes, the URI and the headers; in a box
@@ -17,57 +16,62 @@ use super::ReplayableBody;
 /// of a `Bytes` built from a `&str` allocates), where packing is a copy of a few dozen bytes,
 /// inline when they fit (a URI and a few headers do). The `Uri` and `HeaderMap` are rebuilt
 /// only for a replay, which is rare.
-pub(crate) struct ReplayCopy<B>(Recycled<Parts<B>>);
+pub(crate) struct ReplayCopy<B> {
+    parts: Recycled<Parts>,
+    body: PhantomData<fn() -> B>,
+}
 
-struct Parts<B> {
+/// What is kept, whatever the request's body type: one type for all, so that its boxes can go
+/// to any thread's spares.
+struct Parts {
     method: Method,
     version: Version,
     head: Head,
     extensions: Extensions,
-    body: B,
+    body: KeptBody,
 }
 
 impl<B: 'static> ReplayCopy<B> {
     /// A copy of `req`, if its body can be had again. See the module docs.
     #[inline(always)]
     pub(crate) fn of(req: &Request<B>) -> Option<Self> {
-        let body = try_clone_body(req.body())?;
-        Some(ReplayCopy(Recycled::new_with(|slot| {
-            // Written in the box, and packed where it stays: nothing is moved after.
-            let parts = slot.insert(Parts {
-                method: req.method().clone(),
-                version: req.version(),
-                head: Head::Inline {
-                    len: 0,
-                    buf: [0; INLINE],
-                },
-                extensions: if req.extensions().is_empty() {
-                    Extensions::new()
-                } else {
-                    req.extensions().clone()
-                },
-                body,
-            });
-            parts.head.fill(req.uri(), req.headers());
-        })))
+        let body = KeptBody::clone_of(req.body())?;
+        let mut parts = Recycled::empty();
+        let written = parts.put(Parts {
+            method: req.method().clone(),
+            version: req.version(),
+            head: Head::Inline {
+                len: 0,
+                buf: [0; INLINE],
+            },
+            extensions: if req.extensions().is_empty() {
+                Extensions::new()
+            } else {
+                req.extensions().clone()
+            },
+            body,
+        })?;
+        // Packed where it stays: nothing is moved after.
+        written.head.fill(req.uri(), req.headers());
+        Some(ReplayCopy {
+            parts,
+            body: PhantomData,
+        })
     }
 
     /// Whether the copy can be sent now. Only a [`ReplayableBody`] can say no.
     pub(crate) fn can_replay(&self) -> bool {
-        self.0.get().is_some_and(|parts| {
-            match (&parts.body as &dyn Any).downcast_ref::<ReplayableBody>() {
-                Some(body) => body.can_replay(),
-                None => true,
-            }
-        })
+        self.parts
+            .get()
+            .is_some_and(|parts| parts.body.can_replay())
     }
 
     /// The request again, as it was copied. `None` only if its URI or headers, which were valid
     /// when copied, do not parse back (they always should).
     pub(crate) fn into_request(self) -> Option<Request<B>> {
-        let parts = self.0.take()?;
+        let parts = self.parts.take()?;
         let (uri, headers) = parts.head.unpack()?;
-        let mut req = Request::new(parts.body);
+        let mut req = Request::new(parts.body.into_body()?);
         *req.method_mut() = parts.method;
         *req.uri_mut() = uri;
         *req.version_mut() = parts.version;

@@ -15,6 +15,12 @@
 //! Unit-level attacks on the pool itself (panicking and reentrant `Drop`/`fill`, thread-local
 //! destruction, per-type spares) are in `src/replay/pool.rs`, module `audit_round7`.
 //!
+//! Fixed (both): a thread with no spare left takes one from a process-wide overflow, which a
+//! thread with no room left fills (`Shared` in `src/replay/pool/mod.rs`; a lock, taken only
+//! then); the copy holds one body type for all (`src/replay/kept.rs`), so its boxes may cross
+//! threads. The pool's unit-level attacks moved to `src/replay/pool/tests.rs`; one changed its
+//! expectation: a box whose fill panicked is emptied and kept, not freed.
+//!
 //! Allocations are counted per thread by this binary's global allocator, so tests running in
 //! parallel do not disturb each other. The inner services answer at once: a request on a
 //! cached key is polled once, without a runtime; the rest runs on a current-thread runtime.

@@ -176,4 +176,6 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, String> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

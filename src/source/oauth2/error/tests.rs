@@ -163,3 +163,54 @@ fn token_errors_and_disguised_error_responses() {
         r#"{"access_token":"x"}"#
     )));
 }
+
+mod echoed_secret {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::redact::shows_more_than_7_chars;
+
+    /// The client secret as a server may echo it back: as sent in the form (form-encoded), as
+    /// given, or inside a query string.
+    fn echo(secret: &str, how: u8) -> String {
+        let encoded = crate::source::oauth2::form::encode(secret);
+        match how % 3 {
+            0 => secret.to_owned(),
+            1 => encoded.to_string(),
+            _ => format!("https://idp.example/err?client_secret={}", encoded.as_str()),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Wherever the token endpoint echoes the client secret (the error code, its
+        /// description, its URI), with any text around it and any status, the error shows no
+        /// 8 characters of it.
+        #[test]
+        fn an_echoed_client_secret_never_reaches_the_error(
+            secret in "[A-Za-z0-9+/=_.~-]{12,40}",
+            before in "[a-z ]{0,30}",
+            after in "[a-z ]{0,30}",
+            how in any::<u8>(),
+            member in 0u8..3,
+            status in prop_oneof![Just(400u16), Just(401), Just(403), Just(429), Just(500), Just(502)],
+        ) {
+            let echoed = format!("{before}{}{after}", echo(&secret, how));
+            let body = match member {
+                0 => json!({"error": echoed}),
+                1 => json!({"error": "invalid_client", "error_description": echoed}),
+                _ => json!({"error": "invalid_client", "error_uri": echoed}),
+            };
+            let secret_string = SecretString::from(secret.clone());
+            let err = status_error(&reply(status, None, &body.to_string()), &secret_string);
+            let shown = format!("{err} {err:?}");
+            prop_assert!(!shows_more_than_7_chars(&shown, &secret), "{} shows {}", shown, secret);
+        }
+    }
+}

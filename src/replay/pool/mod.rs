@@ -127,12 +127,9 @@ fn take_here<T: 'static>() -> Option<Box<Option<T>>> {
 }
 
 /// A `T` in a box that goes back to this thread's spares when it is dropped.
-pub(crate) struct Recycled<T> {
+pub(crate) struct Recycled<T: Send + 'static> {
     /// `Some(Some(value))` until [`Recycled::take`] or drop.
     slot: Option<Box<Option<T>>>,
-    /// Gives an emptied box back ([`keep`] for this `T`): a pointer, so that neither this type
-    /// nor those holding it need the bounds the spares do.
-    give_back: fn(Box<Option<T>>),
 }
 
 impl<T: Send + 'static> Recycled<T> {
@@ -142,10 +139,7 @@ impl<T: Send + 'static> Recycled<T> {
         let slot = take_here::<T>()
             .or_else(Shared::take::<T>)
             .unwrap_or_else(|| Box::new(None));
-        Recycled {
-            slot: Some(slot),
-            give_back: keep::<T>,
-        }
+        Recycled { slot: Some(slot) }
     }
 
     /// A spare box with the value `fill` writes into it.
@@ -159,7 +153,7 @@ impl<T: Send + 'static> Recycled<T> {
     }
 }
 
-impl<T> Recycled<T> {
+impl<T: Send + 'static> Recycled<T> {
     /// Puts `value` in the box, where it stays; `None` only after [`Recycled::take`].
     #[inline(always)]
     pub(crate) fn put(&mut self, value: T) -> Option<&mut T> {
@@ -176,14 +170,14 @@ impl<T> Recycled<T> {
     }
 }
 
-impl<T> Drop for Recycled<T> {
+impl<T: Send + 'static> Drop for Recycled<T> {
     fn drop(&mut self) {
         let Some(mut slot) = self.slot.take() else {
             return;
         };
         // The value first (user code: a body), with nothing borrowed.
         *slot = None;
-        (self.give_back)(slot);
+        keep(slot);
     }
 }
 

@@ -13,7 +13,6 @@
 //! `cargo run --release` (from this directory); `-- --processes N --rounds N` change the
 //! defaults (5 and 300).
 
-use std::convert::Infallible;
 use std::fmt::Debug;
 use std::future::Future;
 use std::hint::black_box;
@@ -24,154 +23,16 @@ use http::{Request, Response};
 use http_body_util::Full;
 use kube_client::client::{Body as KubeBody, ConfigExt};
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_bearer::{ApiKey, BearerAuthLayer, KeyFuture, KeySource, StaticKey};
+use tower_bearer::{ApiKey, BearerAuthLayer, StaticKey};
 
-// ---------------------------------------------------------------------------------------------
-// Copied from the main crate's benches/common/mod.rs (the constructors the `awaited` section
-// uses), unchanged but for `warm` taking the request builder.
+// The main crate's bench constructors (stacks, requests, key file, runtime), shared.
+#[path = "../../common/stacks.rs"]
+mod stacks;
+use stacks::*;
 
-const KEY: &str = "sk-bench-0123456789abcdef0123456789";
-const URL: &str = "https://api.azerion.ai/v1/models";
-
-/// A GET with an empty body and no headers of its own.
-#[inline(never)]
-fn request() -> Request<Full<Bytes>> {
-    Request::get(URL).body(Full::new(Bytes::new())).unwrap()
-}
-
-/// The inner service of every stack: answers 200 at once, like a client with the answer ready.
-async fn ok<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
-    black_box(&req);
-    Ok(Response::new(Full::new(Bytes::new())))
-}
-
-fn bare() -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
-> + Clone
-       + Send {
-    service_fn(ok::<Full<Bytes>>)
-}
-
-fn tower_http() -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
-> + Clone
-       + Send {
-    ServiceBuilder::new()
-        .layer(tower_http::auth::AddAuthorizationLayer::bearer(KEY))
-        .service(service_fn(ok::<Full<Bytes>>))
-}
-
-/// A source whose key can change, as an environment variable, a file or Vault can: what users
-/// run. (A [`StaticKey`] lets the layer skip the 401 machinery; see [`tower_bearer_static`].)
-struct RotatingSource(ApiKey);
-
-impl KeySource for RotatingSource {
-    fn load(&self) -> KeyFuture<'_> {
-        let key = self.0.clone();
-        Box::pin(async move { Ok(key) })
-    }
-}
-
-fn layer(retry: bool) -> BearerAuthLayer {
-    BearerAuthLayer::new(RotatingSource(ApiKey::new(KEY).unwrap())).retry_on_unauthorized(retry)
-}
-
-/// `BearerAuth` over a [`StaticKey`], with the key already cached: no reload, no replay copy.
-fn tower_bearer_static() -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = BoxError,
-    Future = impl Future<Output = Result<Response<Full<Bytes>>, BoxError>> + Send,
-> + Clone
-       + Send {
-    let mut svc = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(StaticKey::new(
-            ApiKey::new(KEY).unwrap(),
-        )))
-        .service(service_fn(ok::<Full<Bytes>>));
-    warm(&mut svc, request);
-    svc
-}
-
-/// `BearerAuth` over a rotating source, with the key already cached.
-fn tower_bearer(
-    retry: bool,
-) -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = BoxError,
-    Future = impl Future<Output = Result<Response<Full<Bytes>>, BoxError>> + Send,
-> + Clone
-       + Send {
-    let mut svc = ServiceBuilder::new()
-        .layer(layer(retry))
-        .service(service_fn(ok::<Full<Bytes>>));
-    warm(&mut svc, request);
-    svc
-}
-
-/// A key file in the temporary directory, removed on drop.
-struct KeyFile(std::path::PathBuf);
-
-impl KeyFile {
-    fn new() -> KeyFile {
-        KeyFile::with_contents(&format!("{KEY}\n"))
-    }
-
-    /// A key file holding exactly `contents` (kube-client sends a token file's contents as
-    /// they are, newline included: see [`kube_auth`]).
-    fn with_contents(contents: &str) -> KeyFile {
-        let path = std::env::temp_dir().join(format!(
-            "tower-bearer-bench-key-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::write(&path, contents).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        KeyFile(path)
-    }
-}
-
-impl Drop for KeyFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// `BearerAuth` over a [`FileKeySource`] (a rotating source with a 60 s refresh hint, replay
-/// on: the defaults), with the key already cached.
-fn tower_bearer_file(
-    file: &KeyFile,
-) -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = BoxError,
-    Future = impl Future<Output = Result<Response<Full<Bytes>>, BoxError>> + Send,
-> + Clone
-       + Send {
-    let mut svc = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(tower_bearer::FileKeySource::new(
-            &file.0,
-        )))
-        .service(service_fn(ok::<Full<Bytes>>));
-    warm(&mut svc, request);
-    svc
-}
-
-/// The inner service of the third table: answers 200 like `ok_boxed`, but its future holds
-/// nothing (1 byte: the request is dropped in `call`), so that a layer's own future is all that
-/// is written and moved at each `.await`. Its error is `BoxError`, as kube's layer needs.
-fn tiny() -> impl Service<
+/// The inner service of the third table: [`tiny`], failing with a `BoxError` as kube's layer
+/// needs (see [`ok_boxed`]), so that every stack of that table is over the same service.
+fn tiny_boxed() -> impl Service<
     Request<Full<Bytes>>,
     Response = Response<Full<Bytes>>,
     Error = BoxError,
@@ -184,46 +45,15 @@ fn tiny() -> impl Service<
     })
 }
 
-/// `layer` over [`tiny`], with the key already cached.
-fn tower_bearer_tiny(
-    layer: BearerAuthLayer,
-) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = BoxError> + Send {
-    let mut svc = ServiceBuilder::new().layer(layer).service(tiny());
-    warm(&mut svc, request);
-    svc
-}
-
-/// kube's `AuthLayer` over [`tiny`], with the token already cached.
+/// kube's `AuthLayer` over [`tiny_boxed`], with the token already cached.
 fn kube_tiny(
     file: &KeyFile,
 ) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = BoxError> + Send {
     let mut svc = ServiceBuilder::new()
         .layer(kube_auth_layer(file))
-        .service(tiny());
-    warm(&mut svc, request);
+        .service(tiny_boxed());
+    warm(&mut svc);
     svc
-}
-
-/// Sends two requests: the first loads the key, the second fills the service's own copy of it.
-fn warm<S, B>(svc: &mut S, make: fn() -> Request<B>)
-where
-    S: Service<Request<B>>,
-    S::Error: Debug,
-{
-    runtime().block_on(async {
-        for _ in 0..2 {
-            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
-            svc.call(make()).await.unwrap();
-        }
-    });
-}
-
-/// A current-thread runtime with time and I/O, as the benches' `to_async` uses.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -268,7 +98,7 @@ where
     let mut svc = ServiceBuilder::new()
         .layer(kube_auth_layer(file))
         .service(service_fn(ok_boxed::<B>));
-    warm(&mut svc, make);
+    warm_with(&mut svc, make);
     svc
 }
 
@@ -445,39 +275,36 @@ fn child(rounds: usize) {
             "kube AuthLayer (token_file)",
             awaited(kube_auth(&kube_file, request), request),
         ),
-        (TABLE_TINY, "bare", awaited(tiny(), request)),
+        (TABLE_TINY, "bare", awaited(tiny_boxed(), request)),
         (
             TABLE_TINY,
             "tower_http",
-            awaited(
-                ServiceBuilder::new()
-                    .layer(tower_http::auth::AddAuthorizationLayer::bearer(KEY))
-                    .service(tiny()),
-                request,
-            ),
+            awaited(tower_http_over(tiny_boxed()), request),
         ),
         (
             TABLE_TINY,
             "tower_bearer StaticKey",
             awaited(
-                tower_bearer_tiny(BearerAuthLayer::new(StaticKey::new(
-                    ApiKey::new(KEY).unwrap(),
-                ))),
+                tower_bearer_over(
+                    &BearerAuthLayer::new(StaticKey::new(ApiKey::new(KEY).unwrap())),
+                    tiny_boxed(),
+                ),
                 request,
             ),
         ),
         (
             TABLE_TINY,
             "tower_bearer (retry on)",
-            awaited(tower_bearer_tiny(layer(true)), request),
+            awaited(tower_bearer_over(&layer(true), tiny_boxed()), request),
         ),
         (
             TABLE_TINY,
             "tower_bearer FileKeySource",
             awaited(
-                tower_bearer_tiny(BearerAuthLayer::new(tower_bearer::FileKeySource::new(
-                    &key_file.0,
-                ))),
+                tower_bearer_over(
+                    &BearerAuthLayer::new(tower_bearer::FileKeySource::new(&key_file.0)),
+                    tiny_boxed(),
+                ),
                 request,
             ),
         ),

@@ -34,7 +34,7 @@ use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use support::advance;
-use support::sources::{accepting, api, req, send, Fresh, Steered};
+use support::sources::{accepting, api, keyed_on_an_idle_runtime, req, send, Fresh, Steered};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
     ApiKey, BearerAuthLayer, FileKeySource, KeyError, KeyErrorKind, KeySource, ScopeError,
@@ -319,14 +319,7 @@ async fn finding_a_zero_refresh_hint_loads_on_every_request() {
 fn finding_the_clock_fallback_counts_requests_not_time() {
     let ttl = Duration::from_secs(1);
     let source = Steered::new(KEY_A, Some(ttl));
-    let layer = BearerAuthLayer::new(source.clone());
-    let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
-    let idle = support::paused_runtime();
-    idle.block_on(async {
-        for _ in 0..2 {
-            assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
-        }
-    });
+    let (mut svc, idle) = keyed_on_an_idle_runtime(&source, KEY_A);
     source.set(Some(KEY_B));
     // Sparse requests: at most a few before the refresh point, then the first one after.
     let (old, took) = support::real_time_until(

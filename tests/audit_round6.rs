@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use support::sources::{accepting, api, req, send, Steered};
+use support::sources::{accepting, api, keyed_on_an_idle_runtime, req, send, Steered};
 use tower::{Layer, ServiceExt};
 use tower_bearer::{ApiKey, BearerAuthLayer, KeyError, KeyErrorKind, KeyFuture, KeySource};
 
@@ -200,14 +200,7 @@ fn race_a_drop_onto_the_alarm_thread(rounds: usize) -> usize {
 /// for up to `within`. Returns how long until a request carried KEY_B, if one did.
 fn refresh_seen_within(within: Duration) -> Option<Duration> {
     let source = Steered::new(KEY_A, Some(Duration::from_secs(1)));
-    let layer = BearerAuthLayer::new(source.clone());
-    let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
-    let idle = support::paused_runtime();
-    idle.block_on(async {
-        for _ in 0..2 {
-            assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
-        }
-    });
+    let (mut svc, idle) = keyed_on_an_idle_runtime(&source, KEY_A);
     source.set(Some(KEY_B));
     let start = Instant::now();
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use http::StatusCode;
 use http_body_util::Full;
 use support::advance;
-use support::sources::{accepting, api, req, send, Steered};
+use support::sources::{accepting, api, keyed_on_an_idle_runtime, req, send, Steered};
 use tower::{Layer, Service, ServiceExt};
 use tower_bearer::{ApiKey, BearerAuthLayer, FileKeySource, StaticKey};
 
@@ -174,14 +174,7 @@ fn the_refresh_survives_the_runtime_that_stored_the_key() {
 fn the_refresh_survives_a_runtime_that_is_kept_but_never_driven() {
     let ttl = Duration::from_secs(1);
     let source = Steered::new(KEY_A, Some(ttl));
-    let layer = BearerAuthLayer::new(source.clone());
-    let mut svc = layer.layer(api::<Full<Bytes>>(accepting("*")));
-    let idle = support::paused_runtime();
-    idle.block_on(async {
-        for _ in 0..2 {
-            assert_eq!(send(&mut svc).await.unwrap().1, KEY_A);
-        }
-    });
+    let (mut svc, idle) = keyed_on_an_idle_runtime(&source, KEY_A);
     source.set(Some(KEY_B));
     let stored = std::time::Instant::now();
     let (_, _) = support::real_time_until(

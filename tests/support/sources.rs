@@ -261,3 +261,25 @@ where
     let res = svc.ready().await?.call(req()).await?;
     Ok((res.status(), res.into_body()))
 }
+
+/// A service over a layer on `source` whose key (`first`, which `source` gives now) was
+/// loaded, and its refresh timer armed, on the returned runtime: keep that runtime and never
+/// drive it again, and the timer never fires. What the alarm thread is there for.
+pub fn keyed_on_an_idle_runtime(
+    source: &Arc<Steered>,
+    first: &str,
+) -> (
+    impl Service<Request<Full<Bytes>>, Response = Response<String>, Error = BoxError>,
+    tokio::runtime::Runtime,
+) {
+    let layer = tower_bearer::BearerAuthLayer::new(source.clone());
+    let mut svc = tower::Layer::layer(&layer, api::<Full<Bytes>>(accepting("*")));
+    let idle = super::paused_runtime();
+    idle.block_on(async {
+        // The first request loads the key, the second makes the service's copy of it.
+        for _ in 0..2 {
+            assert_eq!(send(&mut svc).await.unwrap().1, first);
+        }
+    });
+    (svc, idle)
+}

@@ -183,7 +183,9 @@ impl<T: Send + 'static> Drop for Recycled<T> {
 
 /// Keeps an emptied box among this thread's spares; if they are full, in the overflow; if that
 /// is full, or the thread is exiting (its spares are gone), the box is freed. (This thread's
-/// spares cannot be borrowed here: no user code runs while they are.)
+/// spares cannot be borrowed here: no user code runs while they are.) Out of line: inlined
+/// into the response future's drop it counted 35 more instructions per request (callgrind).
+#[inline(never)]
 fn keep<T: Send + 'static>(slot: Box<Option<T>>) {
     let kept = SPARE.try_with(move |spare| match spare.try_borrow_mut() {
         Ok(mut spare) => spare.keep(slot),

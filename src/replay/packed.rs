@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use super::kept::KeptBody;
-use super::pool::Recycled;
+use super::pool::{pooled, Recycled};
 
 /// What the 401 replay keeps of a request it sent: method, version, extensions, the body (by
 /// reference count for `Full<Bytes>`) and, packed as bytes, the URI and the headers; in a box
@@ -30,6 +30,8 @@ struct Parts {
     extensions: Extensions,
     body: KeptBody,
 }
+
+pooled!(Parts);
 
 impl<B: 'static> ReplayCopy<B> {
     /// A copy of `req`, if its body can be had again. See the module docs.

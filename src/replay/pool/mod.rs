@@ -13,131 +13,103 @@
 //! box in a process-wide overflow, which a thread with none left takes from (a lock, taken only
 //! then).
 //!
+//! Each pooled type has spares of its own ([`Pooled`], declared with `pooled!`): a thread
+//! local and an overflow per type, found at compile time, so taking a box is a borrow and a
+//! `pop`, with no search by type and no downcast.
+//!
 //! A box is emptied before it is kept (the copy holds the request's body, user code, dropped
-//! then and never while any spares are borrowed or locked). At most [`KEEP`] spares of each of
-//! [`KINDS`] types are kept per thread, and [`SHARED_KEEP`] in the overflow; beyond, a box is
-//! freed.
+//! then and never while any spares are borrowed or locked). At most [`KEEP`] spares of a type
+//! are kept per thread, and [`SHARED_KEEP`] in its overflow; beyond, a box is freed.
 
-use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::{Mutex, PoisonError};
+use std::thread::LocalKey;
 
 /// Spare boxes kept per thread and type, without a lock: enough for the requests a thread has
 /// in flight at once in most clients. More in flight go through the overflow (a lock each),
 /// which a thread that gives boxes back without taking any (a caller of tower's `Buffer`) also
 /// fills once it has this many.
 const KEEP: usize = 32;
-/// Types a thread keeps spares for.
-const KINDS: usize = 8;
-/// Spare boxes kept in the overflow, of all types (about 240 KiB of replay copies at most).
+/// Spare boxes kept in a type's overflow (about 240 KiB of replay copies at most).
 const SHARED_KEEP: usize = 1024;
 
-/// The overflow: boxes a thread had no room for, for a thread that has none left.
-static SHARED: Mutex<Shared> = Mutex::new(Shared {
-    kinds: Vec::new(),
-    len: 0,
-});
+/// Empty boxes (`Box<Option<T>>` holding `None`).
+pub(crate) type Boxes<T> = Vec<Box<Option<T>>>;
 
-struct Shared {
-    kinds: Vec<(TypeId, Vec<Box<dyn Any + Send>>)>,
-    len: usize,
+/// A type with spare boxes of its own: this thread's, and the process-wide overflow.
+pub(crate) trait Pooled: Send + Sized + 'static {
+    /// This thread's spares.
+    fn spares() -> &'static LocalKey<RefCell<Boxes<Self>>>;
+    /// The overflow: boxes a thread had no room for, for a thread that has none left.
+    fn overflow() -> &'static Mutex<Boxes<Self>>;
 }
 
-impl Shared {
-    #[cold]
-    #[inline(never)]
-    fn take<T: Send + 'static>() -> Option<Box<Option<T>>> {
-        let id = TypeId::of::<Option<T>>();
-        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-        let (_, boxes) = shared.kinds.iter_mut().find(|(kind, _)| *kind == id)?;
-        let slot = boxes.pop()?;
-        shared.len -= 1;
-        drop(shared);
-        slot.downcast().ok()
-    }
-
-    /// Keeps `slot` if there is room; the box is freed otherwise (after the lock: it is empty,
-    /// but nothing is dropped under it).
-    #[cold]
-    #[inline(never)]
-    fn keep<T: Send + 'static>(slot: Box<Option<T>>) {
-        let id = TypeId::of::<Option<T>>();
-        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-        if shared.len >= SHARED_KEEP {
-            return;
-        }
-        let at = match shared.kinds.iter().position(|(kind, _)| *kind == id) {
-            Some(at) => at,
-            None if shared.kinds.len() < KINDS => {
-                shared.kinds.push((id, Vec::new()));
-                shared.kinds.len() - 1
+/// Implements [`Pooled`] for a type, with a thread local and an overflow of its own.
+macro_rules! pooled {
+    ($($t:ty),* $(,)?) => {$(
+        impl $crate::replay::pool::Pooled for $t {
+            fn spares() -> &'static ::std::thread::LocalKey<
+                ::std::cell::RefCell<$crate::replay::pool::Boxes<$t>>,
+            > {
+                ::std::thread_local! {
+                    static SPARES: ::std::cell::RefCell<$crate::replay::pool::Boxes<$t>> =
+                        const { ::std::cell::RefCell::new(::std::vec::Vec::new()) };
+                }
+                &SPARES
             }
-            None => return,
-        };
-        shared.kinds[at].1.push(slot);
-        shared.len += 1;
-    }
-}
 
-thread_local! {
-    static SPARE: RefCell<Spare> = const { RefCell::new(Spare { kinds: Vec::new() }) };
-}
-
-struct Spare {
-    /// Empty boxes (`Box<Option<T>>` holding `None`) by the type they hold.
-    kinds: Vec<(TypeId, Vec<Box<dyn Any>>)>,
-}
-
-impl Spare {
-    #[inline(always)]
-    fn take<T: 'static>(&mut self) -> Option<Box<Option<T>>> {
-        let id = TypeId::of::<Option<T>>();
-        let (_, boxes) = self.kinds.iter_mut().find(|(kind, _)| *kind == id)?;
-        boxes.pop()?.downcast().ok()
-    }
-
-    /// Keeps `slot` if there is room for it; gives it back otherwise.
-    fn keep<T: 'static>(&mut self, slot: Box<Option<T>>) -> Option<Box<Option<T>>> {
-        let id = TypeId::of::<Option<T>>();
-        let at = match self.kinds.iter().position(|(kind, _)| *kind == id) {
-            Some(at) => at,
-            None if self.kinds.len() < KINDS => {
-                self.kinds.push((id, Vec::new()));
-                self.kinds.len() - 1
+            fn overflow() -> &'static ::std::sync::Mutex<$crate::replay::pool::Boxes<$t>> {
+                static OVERFLOW: ::std::sync::Mutex<$crate::replay::pool::Boxes<$t>> =
+                    ::std::sync::Mutex::new(::std::vec::Vec::new());
+                &OVERFLOW
             }
-            None => return Some(slot),
-        };
-        let boxes = &mut self.kinds[at].1;
-        if boxes.len() >= KEEP {
-            return Some(slot);
         }
-        boxes.push(slot);
-        None
+    )*};
+}
+pub(crate) use pooled;
+
+#[cold]
+#[inline(never)]
+fn take_shared<T: Pooled>() -> Option<Box<Option<T>>> {
+    T::overflow()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop()
+}
+
+/// Keeps `slot` in the overflow if there is room; the box is freed otherwise (after the lock:
+/// it is empty, but nothing is dropped under it).
+#[cold]
+#[inline(never)]
+fn keep_shared<T: Pooled>(slot: Box<Option<T>>) {
+    let mut shared = T::overflow().lock().unwrap_or_else(PoisonError::into_inner);
+    if shared.len() < SHARED_KEEP {
+        shared.push(slot);
     }
 }
 
 /// A spare box of this thread's, if it has one (and its spares are not borrowed, which no
 /// user code can make happen: none runs while they are).
 #[inline(always)]
-fn take_here<T: 'static>() -> Option<Box<Option<T>>> {
-    SPARE
-        .try_with(|spare| spare.try_borrow_mut().ok()?.take::<T>())
+fn take_here<T: Pooled>() -> Option<Box<Option<T>>> {
+    T::spares()
+        .try_with(|spare| spare.try_borrow_mut().ok()?.pop())
         .ok()
         .flatten()
 }
 
 /// A `T` in a box that goes back to this thread's spares when it is dropped.
-pub(crate) struct Recycled<T: Send + 'static> {
+pub(crate) struct Recycled<T: Pooled> {
     /// `Some(Some(value))` until [`Recycled::take`] or drop.
     slot: Option<Box<Option<T>>>,
 }
 
-impl<T: Send + 'static> Recycled<T> {
+impl<T: Pooled> Recycled<T> {
     /// An empty spare box: this thread's, else one from the overflow, else a new one.
     #[inline(always)]
     pub(crate) fn empty() -> Self {
         let slot = take_here::<T>()
-            .or_else(Shared::take::<T>)
+            .or_else(take_shared::<T>)
             .unwrap_or_else(|| Box::new(None));
         Recycled { slot: Some(slot) }
     }
@@ -151,9 +123,7 @@ impl<T: Send + 'static> Recycled<T> {
         }
         recycled
     }
-}
 
-impl<T: Send + 'static> Recycled<T> {
     /// Puts `value` in the box, where it stays; `None` only after [`Recycled::take`].
     #[inline(always)]
     pub(crate) fn put(&mut self, value: T) -> Option<&mut T> {
@@ -170,7 +140,7 @@ impl<T: Send + 'static> Recycled<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for Recycled<T> {
+impl<T: Pooled> Drop for Recycled<T> {
     fn drop(&mut self) {
         let Some(mut slot) = self.slot.take() else {
             return;
@@ -186,14 +156,17 @@ impl<T: Send + 'static> Drop for Recycled<T> {
 /// spares cannot be borrowed here: no user code runs while they are.) Out of line: inlined
 /// into the response future's drop it counted 35 more instructions per request (callgrind).
 #[inline(never)]
-fn keep<T: Send + 'static>(slot: Box<Option<T>>) {
-    let kept = SPARE.try_with(move |spare| match spare.try_borrow_mut() {
-        Ok(mut spare) => spare.keep(slot),
-        Err(_) => Some(slot),
+fn keep<T: Pooled>(slot: Box<Option<T>>) {
+    let kept = T::spares().try_with(move |spare| match spare.try_borrow_mut() {
+        Ok(mut spare) if spare.len() < KEEP => {
+            spare.push(slot);
+            None
+        }
+        _ => Some(slot),
     });
     // (Thread exiting: the box went with the closure.)
     if let Ok(Some(slot)) = kept {
-        Shared::keep(slot);
+        keep_shared(slot);
     }
 }
 

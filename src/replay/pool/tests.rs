@@ -3,13 +3,10 @@
 use super::*;
 use std::sync::Arc;
 
-fn spares<T: 'static>() -> usize {
-    SPARE.with(|spare| {
-        let id = TypeId::of::<Option<T>>();
-        let spare = spare.borrow();
-        let found = spare.kinds.iter().find(|(kind, _)| *kind == id);
-        found.map_or(0, |(_, boxes)| boxes.len())
-    })
+pooled!(Arc<()>, u32, u16);
+
+fn spares<T: Pooled>() -> usize {
+    T::spares().with(|spare| spare.borrow().len())
 }
 
 #[test]
@@ -33,19 +30,28 @@ fn a_box_is_emptied_kept_and_reused() {
 }
 
 #[test]
-fn spares_are_bounded_per_type_and_in_types() {
-    let many: Vec<_> = (0..KEEP + 10)
-        .map(|i| Recycled::new_with(|slot| *slot = Some(i as u32)))
-        .collect();
-    drop(many);
-    assert_eq!(spares::<u32>(), KEEP);
-    // Other types each get their own spares, up to `KINDS` types.
-    macro_rules! one_of {
-        ($($t:ty),*) => {$(drop(Recycled::<$t>::new_with(|slot| *slot = Some(Default::default())));)*};
-    }
-    one_of!(u8, u16, u64, i8, i16, i32, i64, u128, i128);
-    let kinds = SPARE.with(|spare| spare.borrow().kinds.len());
-    assert_eq!(kinds, KINDS);
+fn spares_are_bounded_per_thread_and_in_the_overflow() {
+    // A type of this test's own: no other test touches its overflow.
+    struct Only(#[allow(dead_code)] usize);
+    pooled!(Only);
+    std::thread::spawn(|| {
+        let many: Vec<_> = (0..KEEP + SHARED_KEEP + 10)
+            .map(|i| Recycled::new_with(|slot| *slot = Some(Only(i))))
+            .collect();
+        drop(many);
+        assert_eq!(spares::<Only>(), KEEP);
+        let shared = || Only::overflow().lock().unwrap().len();
+        assert_eq!(shared(), SHARED_KEEP, "the rest up to the cap; beyond, freed");
+        // Taken back: this thread's first, then the overflow's.
+        let again: Vec<_> = (0..KEEP + 1)
+            .map(|i| Recycled::new_with(|slot| *slot = Some(Only(i))))
+            .collect();
+        assert_eq!(spares::<Only>(), 0);
+        assert_eq!(shared(), SHARED_KEEP - 1);
+        drop(again);
+    })
+    .join()
+    .unwrap();
 }
 
 #[test]
@@ -71,13 +77,8 @@ mod audit_round7 {
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::sync::mpsc;
 
-    fn spares<T: 'static>() -> usize {
-        SPARE.with(|spare| {
-            let id = TypeId::of::<Option<T>>();
-            let spare = spare.borrow();
-            let found = spare.kinds.iter().find(|(kind, _)| *kind == id);
-            found.map_or(0, |(_, boxes)| boxes.len())
-        })
+    fn spares<T: Pooled>() -> usize {
+        T::spares().with(|spare| spare.borrow().len())
     }
 
     /// Runs `f` on a thread of its own: fresh spares, whatever else ran on the test's thread.
@@ -87,8 +88,8 @@ mod audit_round7 {
         }
     }
 
-    fn not_borrowed() -> bool {
-        SPARE.with(|spare| spare.try_borrow_mut().is_ok())
+    fn not_borrowed<T: Pooled>() -> bool {
+        T::spares().with(|spare| spare.try_borrow_mut().is_ok())
     }
 
     /// A box taken from the spares holds `None`: a `fill` that writes nothing (or fails to)
@@ -97,6 +98,7 @@ mod audit_round7 {
     fn holds_a_reused_box_never_shows_the_previous_value() {
         fresh(|| {
             struct Secret(#[allow(dead_code)] [u8; 64]);
+            pooled!(Secret);
             drop(Recycled::new_with(|slot| *slot = Some(Secret([7; 64]))));
             assert_eq!(spares::<Secret>(), 1);
             let empty = Recycled::<Secret>::new_with(|_| {});
@@ -112,6 +114,7 @@ mod audit_round7 {
     }
 
     struct PanicOnDrop;
+    pooled!(PanicOnDrop, String, u64, [u8; 8]);
     impl Drop for PanicOnDrop {
         fn drop(&mut self) {
             if PANICS.with(Cell::get) {
@@ -132,7 +135,7 @@ mod audit_round7 {
             let result = catch_unwind(AssertUnwindSafe(move || drop(doomed)));
             PANICS.with(|p| p.set(false));
             assert!(result.is_err());
-            assert!(not_borrowed());
+            assert!(not_borrowed::<PanicOnDrop>());
             assert_eq!(
                 spares::<PanicOnDrop>(),
                 0,
@@ -151,10 +154,14 @@ mod audit_round7 {
     fn holds_a_drop_that_reenters_the_spares() {
         fresh(|| {
             struct Nested(bool);
+            pooled!(Nested);
             impl Drop for Nested {
                 fn drop(&mut self) {
                     if self.0 {
-                        assert!(not_borrowed(), "spares borrowed while user code runs");
+                        assert!(
+                            not_borrowed::<Nested>(),
+                            "spares borrowed while user code runs"
+                        );
                         let inner = Recycled::new_with(|slot| *slot = Some(Nested(false)));
                         assert!(inner.get().is_some_and(|n| !n.0));
                         drop(inner);
@@ -191,7 +198,7 @@ mod audit_round7 {
                 })
             });
             assert!(result.is_err());
-            assert!(not_borrowed());
+            assert!(not_borrowed::<String>());
             assert_eq!(spares::<String>(), 1, "emptied and put back");
             let next = Recycled::new_with(|slot| {
                 assert!(slot.is_none(), "the half-written value was kept");
@@ -214,7 +221,7 @@ mod audit_round7 {
             assert_eq!(spares::<u64>(), 2);
             let mut inner_at = None;
             let outer = Recycled::new_with(|slot| {
-                assert!(not_borrowed());
+                assert!(not_borrowed::<u64>());
                 let inner = Recycled::new_with(|s| *s = Some(9u64));
                 inner_at = inner.get().map(|v| v as *const u64 as usize);
                 *slot = Some(3u64);
@@ -252,9 +259,9 @@ mod audit_round7 {
     fn holds_recycled_in_thread_local_destructors() {
         let (tx, rx) = mpsc::channel::<(&'static str, Option<u32>, bool)>();
         std::thread::spawn(move || {
-            EARLY.with(|e| e.borrow_mut().push(OnDrop(None))); // registered before SPARE
-            drop(Recycled::new_with(|slot| *slot = Some(0u32))); // SPARE registered
-            LATE.with(|l| l.borrow_mut().push(OnDrop(None))); // registered after SPARE
+            EARLY.with(|e| e.borrow_mut().push(OnDrop(None))); // registered before the spares
+            drop(Recycled::new_with(|slot| *slot = Some(0u32))); // the spares registered
+            LATE.with(|l| l.borrow_mut().push(OnDrop(None))); // registered after the spares
             for (name, key) in [("early", &EARLY), ("late", &LATE)] {
                 let held = Recycled::new_with(|slot| *slot = Some(1u32));
                 let tx = tx.clone();
@@ -262,7 +269,7 @@ mod audit_round7 {
                     v.borrow_mut().push(OnDrop(Some(Box::new(move || {
                         drop(held);
                         let made = Recycled::new_with(|slot| *slot = Some(2u32));
-                        let alive = SPARE.try_with(|_| ()).is_ok();
+                        let alive = u32::spares().try_with(|_| ()).is_ok();
                         let _ = tx.send((name, made.get().copied(), alive));
                         drop(made);
                     }))))
@@ -278,7 +285,7 @@ mod audit_round7 {
     }
 
     /// Spares are per type: two types whose boxes have the same size and layout never share
-    /// one (`TypeId` of `Option<T>`, and `T: 'static` so lifetimes cannot alias types).
+    /// one (each type has its own thread local, and `T: 'static` so lifetimes cannot alias types).
     #[test]
     fn holds_spares_are_per_type() {
         fresh(|| {

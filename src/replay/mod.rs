@@ -69,6 +69,8 @@ fn try_clone_body<B: 'static>(body: &B) -> Option<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use bytes::Bytes;
     use http::HeaderValue;
     use http_body::{Body, Frame};
@@ -215,6 +217,67 @@ mod tests {
             HeaderValue::from_str(&"h".repeat(70_000)).unwrap(),
         );
         same_head(&req, &round_trip(&req));
+    }
+
+    /// The copy's box is kept with its fields, cleared, and the next copy writes over them: no
+    /// method, extension, header, URI byte or body of an earlier request can come back.
+    #[test]
+    fn a_reused_copy_shows_nothing_of_the_previous_request() {
+        struct Owned(#[allow(dead_code)] Arc<()>);
+        impl AsRef<[u8]> for Owned {
+            fn as_ref(&self) -> &[u8] {
+                b"earlier body"
+            }
+        }
+        std::thread::spawn(|| {
+            let alive = Arc::new(());
+            let mut earlier = Request::builder()
+                .method(http::Method::from_bytes(b"PURGE").unwrap())
+                .uri("https://earlier.example:8443/a/very/long/path/with/more/than/enough?q=1")
+                .version(http::Version::HTTP_2)
+                .header("x-earlier", "1")
+                .extension(42u32)
+                .body(Full::new(Bytes::from_owner(Owned(alive.clone()))))
+                .unwrap();
+            let copy = ReplayCopy::of(&earlier).unwrap();
+            let at = copy.address();
+            drop(copy);
+            assert_eq!(Arc::strong_count(&alive), 2, "the copy's body is dropped");
+            for later in [
+                Request::new(Full::new(Bytes::from_static(b"later"))),
+                Request::post("/v1").body(Full::new(Bytes::new())).unwrap(),
+            ] {
+                let copy = ReplayCopy::of(&later).unwrap();
+                assert_eq!(copy.address(), at, "the same box, reused");
+                let back = copy.into_request().unwrap();
+                same_head(&later, &back);
+                assert!(back.extensions().is_empty());
+                let body = futures_util::FutureExt::now_or_never(back.into_body().collect());
+                let expected = later.body().clone();
+                let expected = futures_util::FutureExt::now_or_never(expected.collect());
+                assert_eq!(
+                    body.unwrap().unwrap().to_bytes(),
+                    expected.unwrap().unwrap().to_bytes()
+                );
+            }
+            // Spilled, then cloned heads are cleared back to an inline one too.
+            earlier
+                .headers_mut()
+                .insert("x-long", HeaderValue::from_str(&"v".repeat(300)).unwrap());
+            drop(ReplayCopy::of(&earlier).unwrap());
+            let later = Request::new(Full::new(Bytes::new()));
+            same_head(&later, &round_trip(&later));
+            earlier.headers_mut().insert(
+                "x-huge",
+                HeaderValue::from_str(&"h".repeat(70_000)).unwrap(),
+            );
+            drop(ReplayCopy::of(&earlier).unwrap());
+            same_head(&later, &round_trip(&later));
+            drop(earlier);
+            assert_eq!(Arc::strong_count(&alive), 1);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

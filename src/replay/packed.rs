@@ -22,63 +22,77 @@ pub(crate) struct ReplayCopy<B> {
 }
 
 /// What is kept, whatever the request's body type: one type for all, so that its boxes can go
-/// to any thread's spares.
+/// to any thread's spares. A kept box keeps its inline buffer: the next copy writes only the
+/// bytes it packs, and no field is built elsewhere and moved in.
+#[derive(Default)]
 struct Parts {
     method: Method,
     version: Version,
     head: Head,
     extensions: Extensions,
-    body: KeptBody,
+    /// `None` once cleared (or taken for the replay).
+    body: Option<KeptBody>,
 }
 
-pooled!(Parts);
+pooled!(Parts, |parts| {
+    // The request's own values (user code: a body's or an extension's `Drop`) go; the inline
+    // buffer stays, unread until a copy writes it again.
+    parts.body = None;
+    if !parts.extensions.is_empty() {
+        parts.extensions = Extensions::new();
+    }
+    parts.method = Method::GET;
+    if !matches!(parts.head, Head::Inline { .. }) {
+        parts.head = Head::default();
+    }
+});
 
 impl<B: 'static> ReplayCopy<B> {
     /// A copy of `req`, if its body can be had again. See the module docs.
     #[inline(always)]
     pub(crate) fn of(req: &Request<B>) -> Option<Self> {
         let body = KeptBody::clone_of(req.body())?;
-        let mut parts = Recycled::empty();
-        let written = parts.put(Parts {
-            method: req.method().clone(),
-            version: req.version(),
-            head: Head::Inline {
-                len: 0,
-                buf: [0; INLINE],
-            },
-            extensions: if req.extensions().is_empty() {
-                Extensions::new()
-            } else {
-                req.extensions().clone()
-            },
-            body,
-        })?;
-        // Packed where it stays: nothing is moved after.
-        written.head.fill(req.uri(), req.headers());
-        Some(ReplayCopy {
-            parts,
+        let mut copy = ReplayCopy {
+            parts: Recycled::empty(),
             body: PhantomData,
-        })
+        };
+        // Written where it stays: nothing is built elsewhere and moved.
+        let parts = copy.parts.get_mut();
+        parts.body = Some(body);
+        if *req.method() != Method::GET {
+            parts.method = req.method().clone();
+        }
+        parts.version = req.version();
+        if !req.extensions().is_empty() {
+            parts.extensions = req.extensions().clone();
+        }
+        parts.head.fill(req.uri(), req.headers());
+        Some(copy)
     }
 
     /// Whether the copy can be sent now. Only a [`ReplayableBody`] can say no.
     pub(crate) fn can_replay(&self) -> bool {
-        self.parts
-            .get()
-            .is_some_and(|parts| parts.body.can_replay())
+        let body = self.parts.get().body.as_ref();
+        body.is_some_and(KeptBody::can_replay)
+    }
+
+    /// Where the copy's box is, to tell a reused one.
+    #[cfg(test)]
+    pub(crate) fn address(&self) -> *const () {
+        self.parts.get() as *const Parts as *const ()
     }
 
     /// The request again, as it was copied. `None` only if its URI or headers, which were valid
     /// when copied, do not parse back (they always should).
-    pub(crate) fn into_request(self) -> Option<Request<B>> {
-        let parts = self.parts.take()?;
-        let (uri, headers) = parts.head.unpack()?;
-        let mut req = Request::new(parts.body.into_body()?);
-        *req.method_mut() = parts.method;
+    pub(crate) fn into_request(mut self) -> Option<Request<B>> {
+        let parts = self.parts.get_mut();
+        let (uri, headers) = std::mem::take(&mut parts.head).unpack()?;
+        let mut req = Request::new(parts.body.take()?.into_body()?);
+        *req.method_mut() = std::mem::take(&mut parts.method);
         *req.uri_mut() = uri;
         *req.version_mut() = parts.version;
         *req.headers_mut() = headers;
-        *req.extensions_mut() = parts.extensions;
+        *req.extensions_mut() = std::mem::take(&mut parts.extensions);
         Some(req)
     }
 }
@@ -91,6 +105,7 @@ const INLINE: usize = 124;
 /// Packed layout: the URI as [`PackedUri`], then per header value: flags (1 = sensitive), name
 /// length and value length (u16 LE each), name, value; in `HeaderMap::iter` order.
 enum Head {
+    /// The bytes are `buf[..len]`; the rest is left from earlier copies, never read.
     Inline {
         len: u16,
         buf: [u8; INLINE],
@@ -102,8 +117,17 @@ enum Head {
 
 const SENSITIVE: u8 = 1;
 
+impl Default for Head {
+    fn default() -> Self {
+        Head::Inline {
+            len: 0,
+            buf: [0; INLINE],
+        }
+    }
+}
+
 impl Head {
-    /// Packs `uri` and `headers` into `self`, an empty `Head::Inline`.
+    /// Packs `uri` and `headers` into `self`, a `Head::Inline` (whatever its bytes).
     #[inline(always)]
     fn fill(&mut self, uri: &Uri, headers: &HeaderMap) {
         // The scheme as a tag: no copy for http and https.

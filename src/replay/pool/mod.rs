@@ -17,7 +17,7 @@
 //! local and an overflow per type, found at compile time, so taking a box is a borrow and a
 //! `pop`, with no search by type and no downcast.
 //!
-//! A box is emptied before it is kept (the copy holds the request's body, user code, dropped
+//! A box is cleared before it is kept (the copy holds the request's body, user code, dropped
 //! then and never while any spares are borrowed or locked). At most [`KEEP`] spares of a type
 //! are kept per thread, and [`SHARED_KEEP`] in its overflow; beyond, a box is freed.
 
@@ -33,21 +33,33 @@ const KEEP: usize = 32;
 /// Spare boxes kept in a type's overflow (about 240 KiB of replay copies at most).
 const SHARED_KEEP: usize = 1024;
 
-/// Empty boxes (`Box<Option<T>>` holding `None`).
-pub(crate) type Boxes<T> = Vec<Box<Option<T>>>;
+/// Cleared boxes, ready for a request.
+pub(crate) type Boxes<T> = Vec<Box<T>>;
 
 /// A type with spare boxes of its own: this thread's, and the process-wide overflow.
-pub(crate) trait Pooled: Send + Sized + 'static {
+///
+/// A kept box keeps its value, cleared: what it held of a request is dropped, but its room (an
+/// inline buffer, say) stays, so that the next request writes only what it needs, in place.
+pub(crate) trait Pooled: Default + Send + 'static {
+    /// Drops what the value holds of a request (user code, maybe), so that nothing of it can be
+    /// read back; what is left is as good as `default()`.
+    fn clear(&mut self);
     /// This thread's spares.
     fn spares() -> &'static LocalKey<RefCell<Boxes<Self>>>;
     /// The overflow: boxes a thread had no room for, for a thread that has none left.
     fn overflow() -> &'static Mutex<Boxes<Self>>;
 }
 
-/// Implements [`Pooled`] for a type, with a thread local and an overflow of its own.
+/// Implements [`Pooled`] for a type, with a thread local and an overflow of its own:
+/// `pooled!(Type, |value| clearing of value);`.
 macro_rules! pooled {
-    ($($t:ty),* $(,)?) => {$(
+    ($t:ty, |$value:ident| $clear:expr) => {
         impl $crate::replay::pool::Pooled for $t {
+            fn clear(&mut self) {
+                let $value = self;
+                $clear
+            }
+
             fn spares() -> &'static ::std::thread::LocalKey<
                 ::std::cell::RefCell<$crate::replay::pool::Boxes<$t>>,
             > {
@@ -64,13 +76,13 @@ macro_rules! pooled {
                 &OVERFLOW
             }
         }
-    )*};
+    };
 }
 pub(crate) use pooled;
 
 #[cold]
 #[inline(never)]
-fn take_shared<T: Pooled>() -> Option<Box<Option<T>>> {
+fn take_shared<T: Pooled>() -> Option<Box<T>> {
     T::overflow()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -78,10 +90,10 @@ fn take_shared<T: Pooled>() -> Option<Box<Option<T>>> {
 }
 
 /// Keeps `slot` in the overflow if there is room; the box is freed otherwise (after the lock:
-/// it is empty, but nothing is dropped under it).
+/// it is cleared, but nothing is dropped under it).
 #[cold]
 #[inline(never)]
-fn keep_shared<T: Pooled>(slot: Box<Option<T>>) {
+fn keep_shared<T: Pooled>(slot: Box<T>) {
     let mut shared = T::overflow().lock().unwrap_or_else(PoisonError::into_inner);
     if shared.len() < SHARED_KEEP {
         shared.push(slot);
@@ -91,52 +103,48 @@ fn keep_shared<T: Pooled>(slot: Box<Option<T>>) {
 /// A spare box of this thread's, if it has one (and its spares are not borrowed, which no
 /// user code can make happen: none runs while they are).
 #[inline(always)]
-fn take_here<T: Pooled>() -> Option<Box<Option<T>>> {
+fn take_here<T: Pooled>() -> Option<Box<T>> {
     T::spares()
         .try_with(|spare| spare.try_borrow_mut().ok()?.pop())
         .ok()
         .flatten()
 }
 
-/// A `T` in a box that goes back to this thread's spares when it is dropped.
+/// A `T` in a box that goes back, cleared, to this thread's spares when it is dropped.
 pub(crate) struct Recycled<T: Pooled> {
-    /// `Some(Some(value))` until [`Recycled::take`] or drop.
-    slot: Option<Box<Option<T>>>,
+    /// `Some` until drop.
+    slot: Option<Box<T>>,
 }
 
 impl<T: Pooled> Recycled<T> {
-    /// An empty spare box: this thread's, else one from the overflow, else a new one.
+    /// A cleared spare box: this thread's, else one from the overflow, else a new one.
     #[inline(always)]
     pub(crate) fn empty() -> Self {
         let slot = take_here::<T>()
             .or_else(take_shared::<T>)
-            .unwrap_or_else(|| Box::new(None));
+            .unwrap_or_default();
         Recycled { slot: Some(slot) }
     }
 
-    /// A spare box with the value `fill` writes into it.
+    /// A spare box with what `fill` writes into it.
     #[cfg(test)]
-    pub(crate) fn new_with(fill: impl FnOnce(&mut Option<T>)) -> Self {
+    pub(crate) fn new_with(fill: impl FnOnce(&mut T)) -> Self {
         let mut recycled = Self::empty();
-        if let Some(slot) = recycled.slot.as_deref_mut() {
-            fill(slot);
-        }
+        fill(recycled.get_mut());
         recycled
     }
 
-    /// Puts `value` in the box, where it stays; `None` only after [`Recycled::take`].
+    pub(crate) fn get(&self) -> &T {
+        self.slot
+            .as_deref()
+            .expect("a Recycled has its box until it is dropped")
+    }
+
     #[inline(always)]
-    pub(crate) fn put(&mut self, value: T) -> Option<&mut T> {
-        Some(self.slot.as_deref_mut()?.insert(value))
-    }
-
-    pub(crate) fn get(&self) -> Option<&T> {
-        self.slot.as_deref()?.as_ref()
-    }
-
-    /// The value, out of its box (which goes back to the spares).
-    pub(crate) fn take(mut self) -> Option<T> {
-        self.slot.as_deref_mut()?.take()
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.slot
+            .as_deref_mut()
+            .expect("a Recycled has its box until it is dropped")
     }
 }
 
@@ -145,18 +153,19 @@ impl<T: Pooled> Drop for Recycled<T> {
         let Some(mut slot) = self.slot.take() else {
             return;
         };
-        // The value first (user code: a body), with nothing borrowed.
-        *slot = None;
+        // The value first (user code: a body), with nothing borrowed. If that panics, the box
+        // is freed with what is left in it, not kept.
+        slot.clear();
         keep(slot);
     }
 }
 
-/// Keeps an emptied box among this thread's spares; if they are full, in the overflow; if that
+/// Keeps a cleared box among this thread's spares; if they are full, in the overflow; if that
 /// is full, or the thread is exiting (its spares are gone), the box is freed. (This thread's
 /// spares cannot be borrowed here: no user code runs while they are.) Out of line: inlined
 /// into the response future's drop it counted 35 more instructions per request (callgrind).
 #[inline(never)]
-fn keep<T: Pooled>(slot: Box<Option<T>>) {
+fn keep<T: Pooled>(slot: Box<T>) {
     let kept = T::spares().try_with(move |spare| match spare.try_borrow_mut() {
         Ok(mut spare) if spare.len() < KEEP => {
             spare.push(slot);

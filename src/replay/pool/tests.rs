@@ -3,45 +3,58 @@
 use super::*;
 use std::sync::Arc;
 
-pooled!(Arc<()>, u32, u16);
+/// `pooled!` for `Option<T>` (cleared to `None`), the test types' spares.
+macro_rules! pooled_option {
+    ($($t:ty),*) => {$(pooled!(Option<$t>, |value| *value = None);)*};
+}
 
-fn spares<T: Pooled>() -> usize {
-    T::spares().with(|spare| spare.borrow().len())
+pooled_option!(Arc<()>, u32, u16);
+
+fn spares<T: Send + 'static>() -> usize
+where
+    Option<T>: Pooled,
+{
+    <Option<T>>::spares().with(|spare| spare.borrow().len())
 }
 
 #[test]
 fn a_box_is_emptied_kept_and_reused() {
     let value = Arc::new(());
     let first = Recycled::new_with(|slot| *slot = Some(value.clone()));
-    let address = first.get().map(|v| v as *const Arc<()>);
+    let address = first.get().as_ref().map(|v| v as *const Arc<()>);
     assert_eq!(Arc::strong_count(&value), 2);
     drop(first);
     assert_eq!(Arc::strong_count(&value), 1, "emptied before it is kept");
     assert_eq!(spares::<Arc<()>>(), 1);
     let second = Recycled::new_with(|slot| *slot = Some(value.clone()));
     assert_eq!(
-        second.get().map(|v| v as *const Arc<()>),
+        second.get().as_ref().map(|v| v as *const Arc<()>),
         address,
         "the same box"
     );
     assert_eq!(spares::<Arc<()>>(), 0);
-    assert!(second.take().is_some());
-    assert_eq!(spares::<Arc<()>>(), 1, "taken out, the box is kept");
+    drop(second);
+    assert_eq!(spares::<Arc<()>>(), 1, "cleared and kept again");
+    assert_eq!(Arc::strong_count(&value), 1);
 }
 
 #[test]
 fn spares_are_bounded_per_thread_and_in_the_overflow() {
     // A type of this test's own: no other test touches its overflow.
     struct Only(#[allow(dead_code)] usize);
-    pooled!(Only);
+    pooled_option!(Only);
     std::thread::spawn(|| {
         let many: Vec<_> = (0..KEEP + SHARED_KEEP + 10)
             .map(|i| Recycled::new_with(|slot| *slot = Some(Only(i))))
             .collect();
         drop(many);
         assert_eq!(spares::<Only>(), KEEP);
-        let shared = || Only::overflow().lock().unwrap().len();
-        assert_eq!(shared(), SHARED_KEEP, "the rest up to the cap; beyond, freed");
+        let shared = || <Option<Only>>::overflow().lock().unwrap().len();
+        assert_eq!(
+            shared(),
+            SHARED_KEEP,
+            "the rest up to the cap; beyond, freed"
+        );
         // Taken back: this thread's first, then the overflow's.
         let again: Vec<_> = (0..KEEP + 1)
             .map(|i| Recycled::new_with(|slot| *slot = Some(Only(i))))
@@ -77,8 +90,11 @@ mod audit_round7 {
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::sync::mpsc;
 
-    fn spares<T: Pooled>() -> usize {
-        T::spares().with(|spare| spare.borrow().len())
+    fn spares<T: Send + 'static>() -> usize
+    where
+        Option<T>: Pooled,
+    {
+        <Option<T>>::spares().with(|spare| spare.borrow().len())
     }
 
     /// Runs `f` on a thread of its own: fresh spares, whatever else ran on the test's thread.
@@ -88,8 +104,11 @@ mod audit_round7 {
         }
     }
 
-    fn not_borrowed<T: Pooled>() -> bool {
-        T::spares().with(|spare| spare.try_borrow_mut().is_ok())
+    fn not_borrowed<T: Send + 'static>() -> bool
+    where
+        Option<T>: Pooled,
+    {
+        <Option<T>>::spares().with(|spare| spare.try_borrow_mut().is_ok())
     }
 
     /// A box taken from the spares holds `None`: a `fill` that writes nothing (or fails to)
@@ -98,13 +117,13 @@ mod audit_round7 {
     fn holds_a_reused_box_never_shows_the_previous_value() {
         fresh(|| {
             struct Secret(#[allow(dead_code)] [u8; 64]);
-            pooled!(Secret);
+            pooled_option!(Secret);
             drop(Recycled::new_with(|slot| *slot = Some(Secret([7; 64]))));
             assert_eq!(spares::<Secret>(), 1);
-            let empty = Recycled::<Secret>::new_with(|_| {});
+            let empty = Recycled::<Option<Secret>>::new_with(|_| {});
             assert_eq!(spares::<Secret>(), 0, "the kept box was taken");
             assert!(empty.get().is_none(), "reused box shows a stale value");
-            assert!(empty.take().is_none());
+            drop(empty);
             assert_eq!(spares::<Secret>(), 1);
         });
     }
@@ -114,7 +133,7 @@ mod audit_round7 {
     }
 
     struct PanicOnDrop;
-    pooled!(PanicOnDrop, String, u64, [u8; 8]);
+    pooled_option!(PanicOnDrop, String, u64, [u8; 8]);
     impl Drop for PanicOnDrop {
         fn drop(&mut self) {
             if PANICS.with(Cell::get) {
@@ -154,7 +173,7 @@ mod audit_round7 {
     fn holds_a_drop_that_reenters_the_spares() {
         fresh(|| {
             struct Nested(bool);
-            pooled!(Nested);
+            pooled_option!(Nested);
             impl Drop for Nested {
                 fn drop(&mut self) {
                     if self.0 {
@@ -163,7 +182,7 @@ mod audit_round7 {
                             "spares borrowed while user code runs"
                         );
                         let inner = Recycled::new_with(|slot| *slot = Some(Nested(false)));
-                        assert!(inner.get().is_some_and(|n| !n.0));
+                        assert!(inner.get().as_ref().is_some_and(|n| !n.0));
                         drop(inner);
                     }
                 }
@@ -176,8 +195,8 @@ mod audit_round7 {
                 Recycled::new_with(|slot| *slot = Some(Nested(false))),
             );
             let (pa, pb) = (
-                a.get().unwrap() as *const Nested,
-                b.get().unwrap() as *const Nested,
+                a.get().as_ref().unwrap() as *const Nested,
+                b.get().as_ref().unwrap() as *const Nested,
             );
             assert_ne!(pa, pb, "one box handed out twice");
         });
@@ -192,7 +211,7 @@ mod audit_round7 {
             drop(Recycled::new_with(|slot| *slot = Some(String::from("old"))));
             assert_eq!(spares::<String>(), 1);
             let result = catch_unwind(|| {
-                Recycled::<String>::new_with(|slot| {
+                Recycled::<Option<String>>::new_with(|slot| {
                     *slot = Some(String::from("half"));
                     panic!("an extension's Clone panics");
                 })
@@ -200,11 +219,11 @@ mod audit_round7 {
             assert!(result.is_err());
             assert!(not_borrowed::<String>());
             assert_eq!(spares::<String>(), 1, "emptied and put back");
-            let next = Recycled::new_with(|slot| {
+            let next = Recycled::new_with(|slot: &mut Option<String>| {
                 assert!(slot.is_none(), "the half-written value was kept");
                 *slot = Some(String::from("new"));
             });
-            assert_eq!(next.get().map(String::as_str), Some("new"));
+            assert_eq!(next.get().as_deref(), Some("new"));
         });
     }
 
@@ -223,12 +242,15 @@ mod audit_round7 {
             let outer = Recycled::new_with(|slot| {
                 assert!(not_borrowed::<u64>());
                 let inner = Recycled::new_with(|s| *s = Some(9u64));
-                inner_at = inner.get().map(|v| v as *const u64 as usize);
+                inner_at = inner.get().as_ref().map(|v| v as *const u64 as usize);
                 *slot = Some(3u64);
                 drop(inner);
             });
-            assert_eq!(outer.get(), Some(&3u64));
-            assert_ne!(inner_at, outer.get().map(|v| v as *const u64 as usize));
+            assert_eq!(outer.get().as_ref(), Some(&3u64));
+            assert_ne!(
+                inner_at,
+                outer.get().as_ref().map(|v| v as *const u64 as usize)
+            );
             assert_eq!(
                 spares::<u64>(),
                 1,
@@ -269,8 +291,8 @@ mod audit_round7 {
                     v.borrow_mut().push(OnDrop(Some(Box::new(move || {
                         drop(held);
                         let made = Recycled::new_with(|slot| *slot = Some(2u32));
-                        let alive = u32::spares().try_with(|_| ()).is_ok();
-                        let _ = tx.send((name, made.get().copied(), alive));
+                        let alive = <Option<u32>>::spares().try_with(|_| ()).is_ok();
+                        let _ = tx.send((name, *made.get(), alive));
                         drop(made);
                     }))))
                 });
@@ -297,7 +319,7 @@ mod audit_round7 {
                 assert!(slot.is_none());
                 *slot = Some([3u8; 8]);
             });
-            assert_eq!(a.get(), Some(&[3u8; 8]));
+            assert_eq!(a.get().as_ref(), Some(&[3u8; 8]));
             assert_eq!(spares::<u64>(), 1, "the u64 box is still there");
         });
     }

@@ -20,24 +20,25 @@ use crate::cache::LoadFuture;
 /// once more, which cost about 70 instructions per request under callgrind
 /// (`benches/instructions.rs`). Here each part is built where the future holds it.
 macro_rules! send_with_key {
-    ($inner:expr, $state:expr, $req:expr, $header:expr, $generation:expr) => {{
-        let mut req = $req;
+    ($inner:expr, $state:expr, $req:ident, $header:expr, $generation:expr) => {{
+        // `$req` is used where it is, a place: a `let` of it here was a copy of the whole
+        // request (a `memcpy`) per request.
         let state: &::std::sync::Arc<$crate::auth::state::CloneState<_>> = $state;
         if state.config.static_key {
-            req.headers_mut()
+            $req.headers_mut()
                 .insert(::http::header::AUTHORIZATION, $header);
-            $crate::auth::future::ResponseFuture::sending($inner.call(req), None)
+            $crate::auth::future::ResponseFuture::sending($inner.call($req), None)
         } else {
             // Copied before the header goes on, so the copy never holds the key.
             let copy = if state.config.retry_on_unauthorized {
-                $crate::replay::ReplayCopy::of(&req)
+                $crate::replay::ReplayCopy::of(&$req)
             } else {
                 None
             };
-            req.headers_mut()
+            $req.headers_mut()
                 .insert(::http::header::AUTHORIZATION, $header);
             let sent = $crate::auth::state::Sent::new(state.clone(), $generation, copy);
-            $crate::auth::future::ResponseFuture::sending($inner.call(req), Some(sent))
+            $crate::auth::future::ResponseFuture::sending($inner.call($req), Some(sent))
         }
     }};
 }
@@ -267,7 +268,7 @@ where
             Cold::Loading {
                 mut load,
                 mut inner,
-                req,
+                mut req,
                 shared,
             } => {
                 let Poll::Ready(loaded) = load.as_mut().poll(cx) else {

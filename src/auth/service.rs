@@ -167,7 +167,7 @@ where
     }
 
     #[inline(always)]
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if self.borrowing != 0 {
             self.count_borrowed();
         }
@@ -194,7 +194,7 @@ where
 
 impl<S: Clone> BearerAuth<S> {
     #[cold]
-    fn call_slow<B: 'static>(&mut self, req: Request<B>, epoch: u64) -> ResponseFuture<S, B>
+    fn call_slow<B: 'static>(&mut self, mut req: Request<B>, epoch: u64) -> ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
     {

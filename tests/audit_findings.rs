@@ -37,8 +37,7 @@ use support::advance;
 use support::sources::{accepting, api, keyed_on_an_idle_runtime, req, send, Fresh, Steered};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
-    ApiKey, BearerAuthLayer, FileKeySource, KeyError, KeyErrorKind, KeySource, ScopeError,
-    StaticKey,
+    ApiKey, BearerAuthLayer, FileKeySource, KeyError, KeyErrorKind, ScopeError, StaticKey,
 };
 
 const KEY_A: &str = "sk-audit-round2-AAAAAAAAAAAA";
@@ -449,7 +448,7 @@ async fn finding_vault_redirects_still_carry_the_token_to_another_origin() {
         .field("api_key")
         .build()
         .unwrap();
-    let _ = source.load().await;
+    let _ = tower_bearer::KeySource::load(&source).await;
     let stolen = stolen.lock().unwrap();
     assert!(
         stolen.is_empty(),

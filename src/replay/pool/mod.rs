@@ -55,6 +55,7 @@ pub(crate) trait Pooled: Default + Send + 'static {
 macro_rules! pooled {
     ($t:ty, |$value:ident| $clear:expr) => {
         impl $crate::replay::pool::Pooled for $t {
+            #[inline(always)]
             fn clear(&mut self) {
                 let $value = self;
                 $clear

@@ -146,6 +146,12 @@ impl<S: Clone, B: 'static> Sent<S, B> {
             tracing::debug!("401 not replayed: the request head did not parse back");
             return None;
         };
+        // The copy is the request as it was checked, packed and parsed back; checked again
+        // before a new key goes on it, so that no packing slip can send a key off scope.
+        if let Err(refused) = self.state.config.scope.check(&copy) {
+            tracing::warn!(error = %refused, "401 not replayed: the copy is out of scope");
+            return None;
+        }
         copy.headers_mut()
             .insert(AUTHORIZATION, current.key.header_value().clone());
         Some(Replay {

@@ -300,6 +300,19 @@ mod tests {
         }
         let req = Request::new(Full::new(Bytes::new()));
         same_head(&req, &round_trip(&req));
+        // An authority then a path-and-query that does not start with `/` (audit round 8): as
+        // text, `*` would parse back as part of the authority.
+        for path in ["*", "?q=1"] {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(http::uri::Scheme::HTTPS);
+            parts.authority = Some("api.example".parse().unwrap());
+            parts.path_and_query = Some(path.parse().unwrap());
+            let mut req = Request::new(Full::new(Bytes::new()));
+            *req.uri_mut() = http::Uri::from_parts(parts).unwrap();
+            let back = round_trip(&req);
+            same_head(&req, &back);
+            assert_eq!(back.uri().host(), Some("api.example"));
+        }
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub(crate) struct ReplayCopy<B> {
 }
 
 /// What is kept, whatever the request's body type: one type for all, so that its boxes can go
-/// to any thread's spares. A kept box keeps its inline buffer: the next copy writes only the
-/// bytes it packs, and no field is built elsewhere and moved in.
+/// to any thread's spares. A kept box keeps its inline buffer (zeroed where it was written):
+/// the next copy writes only the bytes it packs, and no field is built elsewhere and moved in.
 #[derive(Default)]
 struct Parts {
     method: Method,
@@ -36,14 +36,20 @@ struct Parts {
 
 pooled!(Parts, |parts| {
     // The request's own values (user code: a body's or an extension's `Drop`) go; the inline
-    // buffer stays, unread until a copy writes it again.
+    // buffer stays, zeroed, for the next copy to write.
     parts.body = None;
     if !parts.extensions.is_empty() {
         parts.extensions = Extensions::new();
     }
     parts.method = Method::GET;
-    if !matches!(parts.head, Head::Inline { .. }) {
-        parts.head = Head::default();
+    match &mut parts.head {
+        // The packed bytes go too: a header value of the caller's (a cookie, a key for
+        // another service) does not stay readable in a spare for the life of the process.
+        Head::Inline { len, buf } => {
+            buf[..*len as usize].fill(0);
+            *len = 0;
+        }
+        head => *head = Head::default(),
     }
 });
 
@@ -105,7 +111,7 @@ const INLINE: usize = 124;
 /// Packed layout: the URI as [`PackedUri`], then per header value: flags (1 = sensitive), name
 /// length and value length (u16 LE each), name, value; in `HeaderMap::iter` order.
 enum Head {
-    /// The bytes are `buf[..len]`; the rest is left from earlier copies, never read.
+    /// The bytes are `buf[..len]`; the rest is zero.
     Inline {
         len: u16,
         buf: [u8; INLINE],
@@ -141,7 +147,12 @@ impl Head {
         let path = uri.path_and_query().map_or("", |p| p.as_str());
         let text =
             if other.is_empty() { 0 } else { other.len() + 3 } + authority.len() + path.len();
-        if text <= u16::MAX as usize && (text != 0 || tag != NO_SCHEME) {
+        // After an authority, only a path that starts with `/` or `?` ends it in the text:
+        // `*` (`OPTIONS *` to a given host, by `Uri::from_parts`) would parse back as part of
+        // the authority, another host (audit round 8). Such a URI is cloned instead.
+        let ends_authority =
+            authority.is_empty() || path.is_empty() || matches!(path.as_bytes()[0], b'/' | b'?');
+        if text <= u16::MAX as usize && (text != 0 || tag != NO_SCHEME) && ends_authority {
             let packed = PackedUri {
                 tag,
                 other,

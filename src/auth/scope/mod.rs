@@ -95,7 +95,6 @@ impl Scope {
 
     /// Checks `req`; one comparison when no scope is set and the scheme is `https`.
     #[inline]
-    #[cfg(test)]
     pub(crate) fn check<B>(&self, req: &Request<B>) -> Result<(), ScopeError> {
         self.check_with(req, &mut LoopbackMemo::default())
     }

@@ -45,8 +45,9 @@ pooled!(Parts, |parts| {
     match &mut parts.head {
         // The packed bytes go too: a header value of the caller's (a cookie, a key for
         // another service) does not stay readable in a spare for the life of the process.
+        // (The whole buffer: a store of known size, where a slice of it is a `memset` call.)
         Head::Inline { len, buf } => {
-            buf[..*len as usize].fill(0);
+            *buf = [0; INLINE];
             *len = 0;
         }
         head => *head = Head::default(),

@@ -150,23 +150,26 @@ impl<T: Pooled> Recycled<T> {
 }
 
 impl<T: Pooled> Drop for Recycled<T> {
+    #[inline(always)]
     fn drop(&mut self) {
-        let Some(mut slot) = self.slot.take() else {
-            return;
-        };
-        // The value first (user code: a body), with nothing borrowed. If that panics, the box
-        // is freed with what is left in it, not kept.
-        slot.clear();
-        keep(slot);
+        if let Some(slot) = self.slot.take() {
+            give_back(slot);
+        }
     }
 }
 
-/// Keeps a cleared box among this thread's spares; if they are full, in the overflow; if that
-/// is full, or the thread is exiting (its spares are gone), the box is freed. (This thread's
-/// spares cannot be borrowed here: no user code runs while they are.) Out of line: inlined
-/// into the response future's drop it counted 35 more instructions per request (callgrind).
+/// Clears a box and keeps it among this thread's spares; if they are full, in the overflow; if
+/// that is full, or the thread is exiting (its spares are gone), the box is freed. (This
+/// thread's spares cannot be borrowed here: no user code runs while they are.)
+///
+/// One call out of line, where the drop, the clearing and the keeping were three: 26 fewer
+/// instructions per request (callgrind); inlined whole into the response future's drop, the
+/// keeping counted 35 more.
 #[inline(never)]
-fn keep<T: Pooled>(slot: Box<T>) {
+fn give_back<T: Pooled>(mut slot: Box<T>) {
+    // The value first (user code: a body), with nothing borrowed. If that panics, the box is
+    // freed with what is left in it, not kept.
+    slot.clear();
     let kept = T::spares().try_with(move |spare| match spare.try_borrow_mut() {
         Ok(mut spare) if spare.len() < KEEP => {
             spare.push(slot);

@@ -3,11 +3,18 @@
 
 use std::net::IpAddr;
 
-/// The one scheme that counts as encrypted: `https`, in any case. Everything else (`http`,
-/// `ws`, a custom scheme, none at all) may put the key on a plain socket.
-#[inline]
+/// The one scheme that counts as encrypted: http's standard `https`, whose text is `https`.
+/// Everything else (`http`, `ws`, a custom scheme, none at all) may put the key on a plain
+/// socket.
+///
+/// Exactly `https`, not in any case: connectors choose TLS by `uri.scheme() ==
+/// Some(&Scheme::HTTPS)`, and a scheme built from the text `HTTPS` (`Uri::builder()
+/// .scheme("HTTPS")`) is another scheme to them: hyper-util's `HttpConnector` without
+/// `enforce_http` connects it in clear, to port 80. A URI parsed from text (`HTTPS://host`)
+/// gets the standard scheme in any case, whose text is `https`.
+#[inline(always)]
 pub(crate) fn is_secure_scheme(scheme: &str) -> bool {
-    scheme.eq_ignore_ascii_case("https")
+    scheme == "https"
 }
 
 /// Strips one trailing dot (`api.azerion.ai.` is the same host) and IPv6 brackets.

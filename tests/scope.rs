@@ -90,6 +90,18 @@ async fn no_scheme_but_https_carries_the_key_to_a_remote_host() {
         ),
         ("HTTP, stored as unknown", upper_http),
     ];
+    // A scheme built from the text `HTTPS` is not http's `https`: this connector (and any
+    // that chooses TLS by `Scheme::HTTPS`) puts it on a plain socket too.
+    let mut cases = cases;
+    for scheme in ["HTTPS", "Https"] {
+        let uri = Uri::builder()
+            .scheme(scheme)
+            .authority(format!("remote.example:{port}"))
+            .path_and_query("/v1")
+            .build()
+            .unwrap();
+        cases.push(("HTTPS, stored as unknown", uri));
+    }
     for (name, uri) in cases {
         let err = send(&layer(), get(uri)).await.expect_err(name);
         let refused = err.downcast_ref::<ScopeError>().expect(name);

@@ -47,6 +47,70 @@ fn only_https_is_secure_without_loopback() {
         .body(())
         .unwrap();
     assert!(scope.check(&upper).unwrap_err().is_cleartext());
+    // A scheme built from the text `HTTPS` is not http's `https`: connectors put it on a plain
+    // socket (hyper-util's `HttpConnector` without `enforce_http`, to port 80).
+    let built = |scheme: &str| {
+        http::Uri::builder()
+            .scheme(scheme)
+            .authority("remote.example")
+            .path_and_query("/v1")
+            .build()
+            .unwrap()
+    };
+    for scheme in ["HTTPS", "Https", "hTTPS"] {
+        let uri = built(scheme);
+        assert_ne!(uri.scheme(), Some(&Scheme::HTTPS), "{scheme}");
+        let err = scope.check(&Request::builder().uri(uri).body(()).unwrap());
+        assert!(err.unwrap_err().is_cleartext(), "{scheme}");
+    }
+}
+
+/// The scope's test of `https` agrees with `Scheme`'s `==` (what connectors use to choose TLS)
+/// for every way of building a URI: parsed in any case, built from a scheme's text, from parts.
+#[test]
+fn secure_means_the_standard_https_scheme() {
+    let mut uris: Vec<http::Uri> = [
+        "https://a.example/",
+        "HTTPS://a.example/",
+        "Https://a.example/",
+        "http://a.example/",
+        "x-https://a.example/",
+        "/path",
+    ]
+    .iter()
+    .map(|u| u.parse().unwrap())
+    .collect();
+    for scheme in [
+        "https", "HTTPS", "Https", "http", "HTTP", "x-https", "httpss",
+    ] {
+        uris.push(
+            http::Uri::builder()
+                .scheme(scheme)
+                .authority("a.example")
+                .path_and_query("/")
+                .build()
+                .unwrap(),
+        );
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme.parse().unwrap());
+        parts.authority = Some("a.example".parse().unwrap());
+        parts.path_and_query = Some("/".parse().unwrap());
+        uris.push(http::Uri::from_parts(parts).unwrap());
+    }
+    for uri in uris {
+        let standard = uri.scheme() == Some(&Scheme::HTTPS);
+        assert_eq!(
+            uri.scheme_str().is_some_and(is_secure_scheme),
+            standard,
+            "{uri}"
+        );
+        let ok = Scope::default().check(&Request::builder().uri(&uri).body(()).unwrap());
+        if standard {
+            assert!(ok.is_ok(), "{uri}");
+        } else if uri.host().is_some() {
+            assert!(ok.unwrap_err().is_cleartext(), "{uri}");
+        }
+    }
     let open = Scope {
         allow_insecure_http: true,
         ..Scope::default()

@@ -111,8 +111,7 @@ impl Scope {
         if self.hosts.is_none() {
             let uri = req.uri();
             // `scheme_str`, inline, where `Scheme`'s `==` is a call: the same answer for
-            // every scheme http can build (`is_secure_scheme`), at 2 points of the awaited cost
-            // per request (benches/interleaved.rs, `tiny`).
+            // every scheme http can build (`is_secure_scheme`), 9 instructions fewer.
             if uri.scheme_str().is_some_and(is_secure_scheme) || memo.approves(uri) {
                 return Ok(());
             }

@@ -135,6 +135,10 @@ pub enum SkipReason {
     ReloadFailed,
     /// The key reloaded has expired.
     KeyExpired,
+    /// The copy kept of the request could not be sent as it was: its head did not parse back,
+    /// or it was out of the layer's scope. Neither happens to a request the layer sent; it is
+    /// checked so that no slip can put the new key on another request.
+    CopyUnusable,
 }
 
 impl fmt::Display for SkipReason {
@@ -144,6 +148,7 @@ impl fmt::Display for SkipReason {
             SkipReason::SameKey => "the source gave back the rejected key",
             SkipReason::ReloadFailed => "reloading the key failed",
             SkipReason::KeyExpired => "the reloaded key has expired",
+            SkipReason::CopyUnusable => "the copy of the request could not be sent as it was",
         })
     }
 }

@@ -10,6 +10,7 @@ use http::{Request, Response};
 use super::rejection::Rejections;
 use super::scope::Scope;
 use crate::cache::{detached, Current, Epoch, KeyCache, LoadFuture, LoadSettings};
+use crate::event::SkipReason;
 use crate::replay::ReplayCopy;
 use crate::KeyError;
 
@@ -143,13 +144,15 @@ impl<S: Clone, B: 'static> Sent<S, B> {
         let current = cache.replay_key(settings, self.generation, reloaded, body_replayable)?;
         let service = self.state.replay_service()?;
         let Some(mut copy) = self.copy.and_then(|copy| copy.into_request()) else {
-            tracing::debug!("401 not replayed: the request head did not parse back");
+            tracing::warn!("401 not replayed: the request head did not parse back");
+            cache.replay_skipped(settings, SkipReason::CopyUnusable);
             return None;
         };
         // The copy is the request as it was checked, packed and parsed back; checked again
         // before a new key goes on it, so that no packing slip can send a key off scope.
         if let Err(refused) = self.state.config.scope.check(&copy) {
             tracing::warn!(error = %refused, "401 not replayed: the copy is out of scope");
+            cache.replay_skipped(settings, SkipReason::CopyUnusable);
             return None;
         }
         copy.headers_mut()

@@ -81,6 +81,7 @@ pub(super) fn record(settings: &LoadSettings, event: &KeyEvent) {
                 SkipReason::SameKey => "same_key",
                 SkipReason::ReloadFailed => "reload_failed",
                 SkipReason::KeyExpired => "key_expired",
+                SkipReason::CopyUnusable => "copy_unusable",
             };
             metrics::counter!("tower_bearer_replays_total", "layer" => layer, "outcome" => outcome)
                 .increment(1);

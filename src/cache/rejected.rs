@@ -66,6 +66,11 @@ impl KeyCache {
         Some(current)
     }
 
+    /// A replay with a key from [`KeyCache::replay_key`] is not sent after all: reported.
+    pub(crate) fn replay_skipped(&self, settings: &LoadSettings, reason: SkipReason) {
+        self.emit(settings, &KeyEvent::ReplaySkipped(ReplaySkip { reason }));
+    }
+
     /// A replay with `current` is about to be sent (its service is ready): counted and
     /// reported, or, when its key expired while the service was not ready, an error instead.
     pub(crate) fn replay_now(

@@ -313,6 +313,22 @@ mod tests {
             same_head(&req, &back);
             assert_eq!(back.uri().host(), Some("api.example"));
         }
+        // A scheme built from the text of a standard one in another case is not the standard
+        // one (audit round 9): it comes back as it was, not as http's `https`.
+        for scheme in ["HTTPS", "Http"] {
+            let uri = http::Uri::builder()
+                .scheme(scheme)
+                .authority("api.example")
+                .path_and_query("/v1")
+                .build()
+                .unwrap();
+            let mut req = Request::new(Full::new(Bytes::new()));
+            *req.uri_mut() = uri;
+            let back = round_trip(&req);
+            same_head(&req, &back);
+            assert_eq!(back.uri().scheme(), req.uri().scheme());
+            assert_ne!(back.uri().scheme(), Some(&http::uri::Scheme::HTTPS));
+        }
     }
 
     #[test]

@@ -144,6 +144,11 @@ impl Head {
             Some("http") => (HTTP, ""),
             Some(other) => (OTHER_SCHEME, other),
         };
+        // A scheme whose text is `http` or `https` in another case is not http's own (built
+        // from text: `Uri::builder().scheme("HTTPS")`), but as text it would parse back as
+        // http's own, another request (audit round 9). Such a URI is cloned instead.
+        let standard_text = tag == OTHER_SCHEME
+            && (other.eq_ignore_ascii_case("https") || other.eq_ignore_ascii_case("http"));
         let authority = uri.authority().map_or("", |a| a.as_str());
         let path = uri.path_and_query().map_or("", |p| p.as_str());
         let text =
@@ -153,7 +158,11 @@ impl Head {
         // the authority, another host (audit round 8). Such a URI is cloned instead.
         let ends_authority =
             authority.is_empty() || path.is_empty() || matches!(path.as_bytes()[0], b'/' | b'?');
-        if text <= u16::MAX as usize && (text != 0 || tag != NO_SCHEME) && ends_authority {
+        if text <= u16::MAX as usize
+            && (text != 0 || tag != NO_SCHEME)
+            && ends_authority
+            && !standard_text
+        {
             let packed = PackedUri {
                 tag,
                 other,

@@ -83,8 +83,10 @@ impl BearerAuthLayer {
 
     /// Allows sending the key without `https://` to hosts that are not loopback.
     ///
-    /// Off by default: the key could cross the network in clear text. Only `https` (any case)
-    /// counts as encrypted; `http`, `ws` and any other scheme go to loopback hosts only
+    /// Off by default: the key could cross the network in clear text. Only http's own `https`
+    /// scheme counts as encrypted (the one connectors choose TLS for: `Scheme::HTTPS`, which a
+    /// URI parsed from text gets in any case, `HTTPS://…` too; a scheme built from the text
+    /// `HTTPS` is another one); `http`, `ws` and any other scheme go to loopback hosts only
     /// (127.0.0.0/8, `::1`, `localhost`), and a request with neither scheme nor host (origin
     /// form, `/v1/models`) is refused, since nothing says where its connection goes.
     pub fn allow_insecure_http(mut self, yes: bool) -> Self {

@@ -1,7 +1,8 @@
 //! Where the key may go: the host scope and the cleartext rule.
 //!
-//! Both are allowlists. A request is secure only when its scheme is `https` (any case); any
-//! other scheme, and a request with no scheme at all, may reach the network in clear text, so
+//! Both are allowlists. A request is secure only when its scheme is http's own `https`
+//! (`Scheme::HTTPS`, as connectors choose TLS; see `net::is_secure_scheme`); any other
+//! scheme, and a request with no scheme at all, may reach the network in clear text, so
 //! it gets the key only for a loopback host or with `allow_insecure_http(true)`. With a scope
 //! set, the host the request names, in its URI and in every `Host` header, must be in it.
 

@@ -80,11 +80,6 @@ fn awaited<S>(svc: S) -> Box<Awaited<S>> {
     Box::new(Awaited { svc, rt: runtime() })
 }
 
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v
-}
-
 /// Median and interquartile range.
 fn stats(v: Vec<f64>) -> (f64, f64, f64) {
     let v = sorted(v);
@@ -394,85 +389,26 @@ fn e2e(rounds: usize) {
     row("32 concurrent", ns);
 }
 
-/// One row of results; printed for the parent process to collect (`--child`), or as it is.
-fn report(table: &str, row: &str, cols: &[(&str, f64)]) {
-    let cols: Vec<String> = cols.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("ROW\t{table}\t{row}\t{}", cols.join("\t"));
-}
-
 /// Runs `section` in `processes` child processes and prints the median of each value over
 /// them; for ratios (`x ...`), also the lowest and highest process.
 fn aggregate(section: &str, processes: usize, rounds: Option<usize>) {
     let exe = std::env::current_exe().unwrap();
-    // table -> row -> column -> values, in order of first appearance
-    type Rows = Vec<(String, Vec<(String, Vec<f64>)>)>;
-    let mut tables: Vec<(String, Rows)> = Vec::new();
-    for _ in 0..processes {
+    let collected = collect(processes, || {
         let mut cmd = std::process::Command::new(&exe);
         cmd.arg("--child").arg(section);
         if let Some(r) = rounds {
             cmd.arg("--rounds").arg(r.to_string());
         }
-        let out = cmd.output().expect("run a child process");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let mut parts = line.split('\t');
-            if parts.next() != Some("ROW") {
-                continue;
-            }
-            let (table, row) = (parts.next().unwrap(), parts.next().unwrap());
-            let t = match tables.iter().position(|t| t.0 == table) {
-                Some(i) => i,
-                None => {
-                    tables.push((table.to_owned(), Vec::new()));
-                    tables.len() - 1
-                }
-            };
-            let rows = &mut tables[t].1;
-            let r = match rows.iter().position(|r| r.0 == row) {
-                Some(i) => i,
-                None => {
-                    rows.push((row.to_owned(), Vec::new()));
-                    rows.len() - 1
-                }
-            };
-            for col in parts {
-                let (k, v) = col.split_once('=').unwrap();
-                let cols = &mut rows[r].1;
-                match cols.iter_mut().find(|c| c.0 == k) {
-                    Some(c) => c.1.push(v.parse().unwrap()),
-                    None => cols.push((k.to_owned(), vec![v.parse().unwrap()])),
-                }
-            }
-        }
-    }
-    for (table, rows) in tables {
+        cmd
+    });
+    let widths = Widths {
+        row: 26,
+        ratio: 30,
+        other: 14,
+    };
+    for (table, rows) in collected.tables {
         println!("\n{table}; median of {processes} processes (lowest-highest process for ratios)");
-        let header: Vec<String> = rows[0].1.iter().map(|c| c.0.clone()).collect();
-        print!("{:<26}", "");
-        for h in &header {
-            let w = if h.starts_with("x ") { 30 } else { 14 };
-            print!("{h:>w$}");
-        }
-        println!();
-        for (row, cols) in rows {
-            print!("{row:<26}");
-            for (name, values) in cols {
-                let v = sorted(values);
-                let median = v[v.len() / 2];
-                if name.starts_with("x ") {
-                    let cell = format!("{median:.3}x ({:.3}-{:.3})", v[0], v[v.len() - 1]);
-                    print!("{cell:>30}");
-                } else {
-                    print!("{median:>14.1}");
-                }
-            }
-            println!();
-        }
+        print_rows(&rows, &widths);
     }
 }
 

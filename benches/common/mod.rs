@@ -1,9 +1,13 @@
 //! What the benches share: the key, the inner service, the requests and the stacks compared
-//! (`stacks.rs`), criterion's settings, bodies and a loopback server and client.
+//! (`stacks.rs`), the interleaved harnesses' reports (`report.rs`), criterion's settings,
+//! bodies and a loopback server and client.
 #![allow(dead_code)]
 
+mod report;
 mod stacks;
 
+#[allow(unused_imports)] // only the interleaved harness reports
+pub use report::*;
 pub use stacks::*;
 
 use std::convert::Infallible;

@@ -26,8 +26,11 @@ use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{ApiKey, BearerAuthLayer, StaticKey};
 
 // The main crate's bench constructors (stacks, requests, key file, runtime), shared.
+#[path = "../../common/report.rs"]
+mod report;
 #[path = "../../common/stacks.rs"]
 mod stacks;
+use report::*;
 use stacks::*;
 
 /// The inner service of the third table: [`tiny`], failing with a `BoxError` as kube's layer
@@ -206,11 +209,6 @@ where
     })
 }
 
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v
-}
-
 fn median(v: Vec<f64>) -> f64 {
     let v = sorted(v);
     v[(v.len() - 1) / 2]
@@ -355,95 +353,29 @@ fn child(rounds: usize) {
     }
 }
 
-/// One row of results, printed for the parent process to collect.
-fn report(table: &str, row: &str, cols: &[(&str, f64)]) {
-    let cols: Vec<String> = cols.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("ROW\t{table}\t{row}\t{}", cols.join("\t"));
-}
-
 /// Runs the child in `processes` processes and prints the median of each value over them; for
 /// ratios (`x ...`), also the lowest and highest process.
 fn aggregate(processes: usize, rounds: usize) {
     let exe = std::env::current_exe().unwrap();
-    // table -> row -> column -> values, in order of first appearance
-    type Rows = Vec<(String, Vec<(String, Vec<f64>)>)>;
-    let mut tables: Vec<(String, Rows)> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
-    for _ in 0..processes {
-        let out = std::process::Command::new(&exe)
-            .arg("--child")
-            .arg("--rounds")
-            .arg(rounds.to_string())
-            .output()
-            .expect("run a child process");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let mut parts = line.split('\t');
-            if parts.next() != Some("ROW") {
-                if !notes.iter().any(|n| n == line) {
-                    notes.push(line.to_owned());
-                }
-                continue;
-            }
-            let (table, row) = (parts.next().unwrap(), parts.next().unwrap());
-            let t = match tables.iter().position(|t| t.0 == table) {
-                Some(i) => i,
-                None => {
-                    tables.push((table.to_owned(), Vec::new()));
-                    tables.len() - 1
-                }
-            };
-            let rows = &mut tables[t].1;
-            let r = match rows.iter().position(|r| r.0 == row) {
-                Some(i) => i,
-                None => {
-                    rows.push((row.to_owned(), Vec::new()));
-                    rows.len() - 1
-                }
-            };
-            for col in parts {
-                let (k, v) = col.split_once('=').unwrap();
-                let cols = &mut rows[r].1;
-                match cols.iter_mut().find(|c| c.0 == k) {
-                    Some(c) => c.1.push(v.parse().unwrap()),
-                    None => cols.push((k.to_owned(), vec![v.parse().unwrap()])),
-                }
-            }
-        }
-    }
-    for note in notes {
+    let collected = collect(processes, || {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("--child").arg("--rounds").arg(rounds.to_string());
+        cmd
+    });
+    for note in collected.notes {
         println!("{note}");
     }
-    for (table, rows) in tables {
+    let widths = Widths {
+        row: 29,
+        ratio: 26,
+        other: 18,
+    };
+    for (table, rows) in collected.tables {
         println!(
             "\n{table}\n{rounds} rounds x {BATCH} requests per stack per process; median of \
              {processes} processes (lowest-highest process for ratios)"
         );
-        let header: Vec<String> = rows[0].1.iter().map(|c| c.0.clone()).collect();
-        print!("{:<29}", "");
-        for h in &header {
-            let w = if h.starts_with("x ") { 26 } else { 18 };
-            print!("{h:>w$}");
-        }
-        println!();
-        for (row, cols) in rows {
-            print!("{row:<29}");
-            for (name, values) in cols {
-                let v = sorted(values);
-                let median = v[v.len() / 2];
-                if name.starts_with("x ") {
-                    let cell = format!("{median:.3}x ({:.3}-{:.3})", v[0], v[v.len() - 1]);
-                    print!("{cell:>26}");
-                } else {
-                    print!("{median:>18.1}");
-                }
-            }
-            println!();
-        }
+        print_rows(&rows, &widths);
     }
 }
 

@@ -37,8 +37,7 @@ impl KeyCache {
         body_replayable: bool,
     ) -> Option<Arc<Current>> {
         let skip = |reason| {
-            let skip = KeyEvent::ReplaySkipped(ReplaySkip { reason });
-            self.emit(settings, &skip);
+            self.replay_skipped(settings, reason);
             None
         };
         let current = match reloaded {

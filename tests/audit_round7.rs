@@ -31,10 +31,8 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::{Future, Ready};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::thread;
 
 use bytes::Bytes;
@@ -42,6 +40,7 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use support::sources::Steered;
+use support::{call_now, poll_once};
 use tower::buffer::Buffer;
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 use tower_bearer::{BearerAuthLayer, ReplayableBody};
@@ -95,27 +94,6 @@ fn block_on<F: Future>(fut: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(fut)
-}
-
-/// Polls `fut` once (no allocation for a waker): it must be ready.
-fn poll_once<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("expected a ready future"),
-    }
-}
-
-/// Makes `svc` ready (it always is at once) and calls it.
-fn call_now<S: Service<R>, R>(svc: &mut S, req: R) -> S::Future
-where
-    S::Error: std::fmt::Debug,
-{
-    match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(ready) => ready.unwrap(),
-        Poll::Pending => panic!("service not ready"),
-    }
-    svc.call(req)
 }
 
 type Nothing = Ready<Result<Response<Full<Bytes>>, Infallible>>;

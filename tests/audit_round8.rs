@@ -41,10 +41,8 @@ mod support;
 use std::cell::Cell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -52,6 +50,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty, Full};
 use support::sources::{Fresh, Steered};
+use support::{call_now, poll_once};
 use tower::buffer::Buffer;
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 use tower_bearer::{BearerAuthLayer, ReplayableBody};
@@ -219,27 +218,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_time()
         .build()
         .unwrap()
-}
-
-/// Polls `fut` once: it must be ready.
-fn poll_once<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("expected a ready future"),
-    }
-}
-
-/// Makes `svc` ready (it always is at once) and calls it.
-fn call_now<S: Service<R>, R>(svc: &mut S, req: R) -> S::Future
-where
-    S::Error: std::fmt::Debug,
-{
-    match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(ready) => ready.unwrap(),
-        Poll::Pending => panic!("service not ready"),
-    }
-    svc.call(req)
 }
 
 // ---------------------------------------------------------------------------------------------

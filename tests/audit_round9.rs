@@ -55,25 +55,18 @@
 mod support;
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::uri::{Parts, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{Empty, Full};
-use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use support::sources::{accepting, api, Counted, Fresh};
+use support::{call_now, plain_client, poll_once, recording_server};
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 use tower_bearer::{ApiKey, BearerAuthLayer, KeyEvent, KeySourceChain, ScopeError, StaticKey};
 
@@ -209,27 +202,6 @@ fn get(uri: Uri) -> Request<Empty<Bytes>> {
     req
 }
 
-/// Polls `fut` once: it must be ready.
-fn poll_once<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("expected a ready future"),
-    }
-}
-
-/// Makes `svc` ready (it always is at once) and calls it.
-fn call_now<S: Service<R>, R>(svc: &mut S, req: R) -> S::Future
-where
-    S::Error: std::fmt::Debug,
-{
-    match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(ready) => ready.unwrap(),
-        Poll::Pending => panic!("service not ready"),
-    }
-    svc.call(req)
-}
-
 /// `Ok(true)` when the key went on the request, the `ScopeError` when it was refused.
 async fn judged<S>(svc: &mut S, uri: Uri) -> Result<bool, ScopeError>
 where
@@ -299,34 +271,6 @@ async fn holds_only_the_standard_https_scheme_is_secure_for_every_construction()
         }
     }
     assert!(warmed > 500);
-}
-
-/// A server on loopback that records the `Authorization` of every request it gets.
-async fn recording_server() -> (SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let addr = support::serve(move |req| {
-        let sink = sink.clone();
-        async move {
-            sink.lock().unwrap().push(support::bearer(&req));
-            Response::new(Empty::<Bytes>::new())
-        }
-    })
-    .await;
-    (addr, seen)
-}
-
-type Resolve = tower::util::ServiceFn<
-    fn(Name) -> std::future::Ready<Result<std::vec::IntoIter<SocketAddr>, Infallible>>,
->;
-
-/// Every name resolves to 127.0.0.1, and any scheme goes over plain TCP (tests/scope.rs).
-fn plain_client() -> Client<HttpConnector<Resolve>, Empty<Bytes>> {
-    let resolve: fn(Name) -> _ =
-        |_| std::future::ready(Ok(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter()));
-    let mut http = HttpConnector::new_with_resolver(service_fn(resolve));
-    http.enforce_http(false);
-    Client::builder(TokioExecutor::new()).build(http)
 }
 
 /// End to end through hyper-util's client on a plain socket: no spelling of `https` or `http`

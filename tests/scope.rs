@@ -5,49 +5,16 @@
 mod support;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HOST};
 use http::{Request, Response, Uri};
 use http_body_util::Empty;
-use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use support::{plain_client, recording_server};
 use tower::{service_fn, BoxError, Layer, ServiceExt};
 use tower_bearer::{ApiKey, BearerAuthLayer, ScopeError, StaticKey};
 
 const KEY: &str = "sk-scope-test-key-00000000";
-
-/// A server on loopback that records the `Authorization` of every request it gets.
-async fn recording_server() -> (SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let addr = support::serve(move |req| {
-        let sink = sink.clone();
-        async move {
-            sink.lock().unwrap().push(support::bearer(&req));
-            Response::new(Empty::<Bytes>::new())
-        }
-    })
-    .await;
-    (addr, seen)
-}
-
-type Resolve = tower::util::ServiceFn<
-    fn(Name) -> std::future::Ready<Result<std::vec::IntoIter<SocketAddr>, Infallible>>,
->;
-
-/// Every name resolves to 127.0.0.1, and any scheme goes over plain TCP.
-fn plain_client() -> Client<HttpConnector<Resolve>, Empty<Bytes>> {
-    let resolve: fn(Name) -> _ =
-        |_| std::future::ready(Ok(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter()));
-    let mut http = HttpConnector::new_with_resolver(service_fn(resolve));
-    http.enforce_http(false);
-    Client::builder(TokioExecutor::new()).build(http)
-}
 
 fn layer() -> BearerAuthLayer {
     BearerAuthLayer::new(StaticKey::new(ApiKey::new(KEY).unwrap()))

@@ -12,12 +12,16 @@ pub use examples_support::{gateway, health, serve, stand_in};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -284,4 +288,55 @@ impl Drop for CountedBody {
             let _ = tx.send(());
         }
     }
+}
+
+/// Polls `fut` once, without a runtime (no allocation for a waker): it must be ready.
+pub fn poll_once<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("expected a ready future"),
+    }
+}
+
+/// Makes `svc` ready (it must be at once) and calls it.
+pub fn call_now<S: tower::Service<R>, R>(svc: &mut S, req: R) -> S::Future
+where
+    S::Error: std::fmt::Debug,
+{
+    match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(ready) => ready.unwrap(),
+        Poll::Pending => panic!("service not ready"),
+    }
+    svc.call(req)
+}
+
+/// A server on loopback that records the `Authorization` of every request it gets.
+pub async fn recording_server() -> (SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let addr = serve(move |req| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push(bearer(&req));
+            Response::new(Empty::<Bytes>::new())
+        }
+    })
+    .await;
+    (addr, seen)
+}
+
+/// The resolver of [`plain_client`].
+pub type Resolve = tower::util::ServiceFn<
+    fn(Name) -> std::future::Ready<Result<std::vec::IntoIter<SocketAddr>, Infallible>>,
+>;
+
+/// A hyper-util client for which every name resolves to 127.0.0.1 and any scheme goes over
+/// plain TCP (`enforce_http(false)`): what reaches a "remote" host in clear shows on loopback.
+pub fn plain_client() -> Client<HttpConnector<Resolve>, Empty<Bytes>> {
+    let resolve: fn(Name) -> _ =
+        |_| std::future::ready(Ok(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter()));
+    let mut http = HttpConnector::new_with_resolver(tower::service_fn(resolve));
+    http.enforce_http(false);
+    Client::builder(TokioExecutor::new()).build(http)
 }

@@ -455,18 +455,13 @@ fn main() {
             .collect()
     };
     let processes = value("--processes").unwrap_or(5);
-    let loadavg = || {
-        std::fs::read_to_string("/proc/loadavg")
-            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
-    };
     println!(
         "machine: {} cpus; load average before: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        loadavg()
+        load_average()
     );
     for s in chosen {
         aggregate(s, processes, value("--rounds"));
     }
-    println!("\nload average after: {}", loadavg());
+    println!("\nload average after: {}", load_average());
 }

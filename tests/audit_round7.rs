@@ -40,7 +40,7 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use support::sources::Steered;
-use support::{call_now, poll_once};
+use support::{call_now, poll_once, Grenade};
 use tower::buffer::Buffer;
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 use tower_bearer::{BearerAuthLayer, ReplayableBody};
@@ -498,18 +498,6 @@ fn holds_replays_across_threads() {
 // ---------------------------------------------------------------------------------------------
 // User code in the copy: an extension's Clone (in `fill`) and Drop (in `Recycled::drop`)
 // ---------------------------------------------------------------------------------------------
-
-/// An extension whose `Clone` panics while `PANIC_ON_CLONE` is set.
-#[derive(Debug)]
-struct Grenade(Arc<AtomicBool>);
-impl Clone for Grenade {
-    fn clone(&self) -> Self {
-        if self.0.load(Ordering::SeqCst) {
-            panic!("an extension's Clone panics");
-        }
-        Grenade(self.0.clone())
-    }
-}
 
 /// An extension's `Clone` panics while the layer copies the request (inside `fill`, with a box
 /// taken from the spares): the panic leaves `call`, and the service, its spares and its later

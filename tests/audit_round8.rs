@@ -50,7 +50,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty, Full};
 use support::sources::{Fresh, Steered};
-use support::{call_now, poll_once};
+use support::{call_now, poll_once, Grenade};
 use tower::buffer::Buffer;
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 use tower_bearer::{BearerAuthLayer, ReplayableBody};
@@ -432,18 +432,6 @@ fn body_of(id: &str) -> Bytes {
 // ---------------------------------------------------------------------------------------------
 // Stale data and fidelity
 // ---------------------------------------------------------------------------------------------
-
-/// An extension whose `Clone` panics while armed.
-#[derive(Debug)]
-struct Grenade(Arc<AtomicBool>);
-impl Clone for Grenade {
-    fn clone(&self) -> Self {
-        if self.0.load(Ordering::SeqCst) {
-            panic!("an extension's Clone panics");
-        }
-        Grenade(self.0.clone())
-    }
-}
 
 /// On one thread, boxes go from request to request across all four body types, every shape
 /// (spilled, cloned heads, extension methods, versions, extensions, sensitive and duplicate

@@ -4,6 +4,13 @@
 
 use std::process::Command;
 
+/// The load averages over 1, 5 and 15 minutes, as `/proc/loadavg` gives them (empty elsewhere).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// Sorted ascending (no NaN in timings).
 pub fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -340,3 +340,17 @@ pub fn plain_client() -> Client<HttpConnector<Resolve>, Empty<Bytes>> {
     http.enforce_http(false);
     Client::builder(TokioExecutor::new()).build(http)
 }
+
+/// A request extension whose `Clone` panics while its flag is set: user code that fails in
+/// the middle of the layer's copy of a request.
+#[derive(Debug)]
+pub struct Grenade(pub Arc<std::sync::atomic::AtomicBool>);
+
+impl Clone for Grenade {
+    fn clone(&self) -> Self {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("an extension's Clone panics");
+        }
+        Grenade(self.0.clone())
+    }
+}

@@ -428,11 +428,6 @@ fn main() {
         return;
     }
     let processes = value("--processes").unwrap_or(5);
-    let loadavg = || {
-        std::fs::read_to_string("/proc/loadavg")
-            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
-    };
     println!(
         "{}; kube-client {}, tower-http {}, tokio {}",
         utc_now(),
@@ -443,8 +438,8 @@ fn main() {
     println!(
         "machine: {} cpus; load average before: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        loadavg()
+        load_average()
     );
     aggregate(processes, rounds);
-    println!("\nload average after: {}", loadavg());
+    println!("\nload average after: {}", load_average());
 }
